@@ -1,0 +1,1 @@
+"""edge-alm: on-device audio-language model runtime."""

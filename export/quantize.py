@@ -1,0 +1,30 @@
+"""Weight quantization of exported graphs with onnxruntime.quantization."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+PRECISIONS = ("fp32", "int8", "int4")
+
+
+def quantize_graph(src: Path, dst: Path, precision: str) -> Path:
+    """fp32: copy; int8: dynamic (MatMul and Gather weights); int4: weight-only MatMulNBits."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}, expected one of {PRECISIONS}")
+    if precision == "fp32":
+        shutil.copy(src, dst)
+    elif precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"],
+                         per_channel=False, reduce_range=False)
+    else:
+        import onnx
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        model = onnx.load(str(src))
+        q = MatMulNBitsQuantizer(model, block_size=32, is_symmetric=True, accuracy_level=4)
+        q.process()
+        onnx.save(q.model.model, str(dst))
+    return dst

@@ -1,0 +1,171 @@
+"""Build a seq2seq (Whisper) bundle: ONNX export, parity check, quantization, manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edge_alm.export.quantize import quantize_graph
+from edge_alm.export.whisper_graphs import WhisperDecoderGraph, WhisperEncoderGraph
+from edge_alm.runtime.manifest import write_manifest
+
+OPSET = 17
+PARITY_TOL = {"fp32": 1e-3, "int8": None, "int4": None}  # quantized graphs: checked by token agreement
+
+
+def load_hf_whisper(source: str | Path) -> torch.nn.Module:
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(str(source), attn_implementation="eager")
+    return model.float().eval()
+
+
+def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+            dynamic_axes: dict) -> None:
+    with torch.no_grad():
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False)
+
+
+def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) -> tuple[Path, Path]:
+    cfg = model.config
+    enc_path, dec_path = out / "encoder.onnx", out / "decoder.onnx"
+    feats = torch.randn(1, cfg.num_mel_bins, 200)
+    kv_axes = {1: "batch", 3: "time"}
+    _export(WhisperEncoderGraph(model), (feats,), enc_path, ["input_features"], ["cross_k", "cross_v"],
+            {"input_features": {0: "batch", 2: "frames"}, "cross_k": kv_axes, "cross_v": kv_axes})
+    L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
+    dh = cfg.d_model // H
+    past = torch.zeros(L, 1, H, 2, dh)
+    cross = torch.randn(L, 1, H, 100, dh)
+    axes = {"tokens": {0: "batch", 1: "new"}, "self_k": kv_axes, "self_v": kv_axes,
+            "cross_k": kv_axes, "cross_v": kv_axes, "logits": {0: "batch", 1: "new"},
+            "present_k": kv_axes, "present_v": kv_axes}
+    _export(WhisperDecoderGraph(model, untie_output), (torch.tensor([[1, 2, 3]]), past, past, cross, cross),
+            dec_path, ["tokens", "self_k", "self_v", "cross_k", "cross_v"],
+            ["logits", "present_k", "present_v"], axes)
+    return enc_path, dec_path
+
+
+def check_parity(model: torch.nn.Module, enc_path: Path, dec_path: Path, tol: float, seed: int = 0) -> float:
+    """Run ONNX and PyTorch on random audio features; raise past `tol`. Returns max abs error."""
+    import onnxruntime as ort
+
+    cfg = model.config
+    g = torch.Generator().manual_seed(seed)
+    # HF Whisper insists on the full window, so parity runs at 2 * max_source_positions frames
+    feats = torch.randn(1, cfg.num_mel_bins, 2 * cfg.max_source_positions, generator=g) * 0.5
+    tokens = torch.tensor([[cfg.decoder_start_token_id, 5, 7, 9]])
+    with torch.no_grad():
+        enc = model.model.encoder(feats).last_hidden_state
+        ref = model(encoder_outputs=(enc,), decoder_input_ids=tokens).logits.numpy()
+    enc_s = ort.InferenceSession(str(enc_path), providers=["CPUExecutionProvider"])
+    dec_s = ort.InferenceSession(str(dec_path), providers=["CPUExecutionProvider"])
+    ck, cv = enc_s.run(None, {"input_features": feats.numpy()})
+    L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
+    empty = np.zeros((L, 1, H, 0, cfg.d_model // H), np.float32)
+    # two passes (3 tokens, then 1 with the cache) exercise the cache path too
+    l1, k, v = dec_s.run(None, {"tokens": tokens[:, :3].numpy(), "self_k": empty, "self_v": empty,
+                                "cross_k": ck, "cross_v": cv})
+    l2, _, _ = dec_s.run(None, {"tokens": tokens[:, 3:].numpy(), "self_k": k, "self_v": v,
+                                "cross_k": ck, "cross_v": cv})
+    got = np.concatenate([l1, l2], axis=1)
+    err = float(np.abs(got - ref).max())
+    if not np.isfinite(err) or err > tol:
+        raise RuntimeError(f"ONNX/PyTorch parity failed: max |logit diff| {err:.2e} > {tol:.0e} ({dec_path})")
+    return err
+
+
+def _tokens_section(gen: dict, tokenizer_path: Path) -> dict:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    no_speech = tok.token_to_id("<|nospeech|>")
+    if no_speech is None:
+        no_speech = tok.token_to_id("<|nocaptions|>")
+    langs = {k.strip("<|>"): int(v) for k, v in (gen.get("lang_to_id") or {}).items()}
+    return {
+        "sot": int(gen["decoder_start_token_id"]),
+        "eot": int(gen["eos_token_id"] if not isinstance(gen["eos_token_id"], list) else gen["eos_token_id"][0]),
+        "transcribe": int(gen.get("task_to_id", {}).get("transcribe", tok.token_to_id("<|transcribe|>"))),
+        "translate": int(gen.get("task_to_id", {}).get("translate", tok.token_to_id("<|translate|>"))),
+        "no_timestamps": int(gen["no_timestamps_token_id"]),
+        "no_speech": no_speech,
+        "timestamp_begin": int(gen["no_timestamps_token_id"]) + 1,
+        "languages": langs,
+        "suppress": [int(t) for t in gen.get("suppress_tokens") or []],
+        "begin_suppress": [int(t) for t in gen.get("begin_suppress_tokens") or []],
+    }
+
+
+def build_whisper_bundle(source: str | Path, out: str | Path, quantize: str = "int8",
+                         decoder_quantize: str | None = None, check: bool = True) -> Path:
+    """Export `source` (HF Whisper dir or id) into the bundle directory `out`.
+
+    quantize: fp32 | int8 for both graphs; decoder_quantize (int8 | int4) overrides the decoder.
+    """
+    out = Path(out)
+    dec_q = decoder_quantize or quantize
+    steps = tqdm(total=5, desc="export", unit="step", bar_format="{desc}: {n}/{total} {postfix} [{elapsed}]")
+    steps.set_postfix_str("loading weights")
+    model = load_hf_whisper(source)
+    src = Path(str(source))
+    gen_path = src / "generation_config.json"
+    if gen_path.is_file():
+        gen = json.loads(gen_path.read_text())
+    else:
+        gen = model.generation_config.to_dict()
+    out.mkdir(parents=True, exist_ok=True)
+    tok_src = src / "tokenizer.json"
+    if not tok_src.is_file():
+        from transformers import WhisperTokenizerFast
+
+        WhisperTokenizerFast.from_pretrained(str(source)).save_pretrained(str(out / "_tok"))
+        tok_src = out / "_tok" / "tokenizer.json"
+    from edge_alm.export.whisper_weights import whisper_tokenizer_json
+
+    whisper_tokenizer_json(tok_src, out / "tokenizer.json")
+    shutil.rmtree(out / "_tok", ignore_errors=True)
+    steps.update()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        steps.set_postfix_str("exporting ONNX")
+        enc32, dec32 = export_fp32_graphs(model, tmp, untie_output=dec_q != "fp32")
+        steps.update()
+        if check:
+            steps.set_postfix_str("checking ONNX against PyTorch")
+            check_parity(model, enc32, dec32, tol=1e-3)
+        steps.update()
+        steps.set_postfix_str(f"quantizing (encoder {quantize}, decoder {dec_q})")
+        quantize_graph(enc32, out / "encoder.onnx", quantize)
+        quantize_graph(dec32, out / "decoder.onnx", dec_q)
+        steps.update()
+    cfg = model.config
+    manifest = {
+        "kind": "seq2seq",
+        "source": str(source),
+        "graphs": {
+            "encoder": {"file": "encoder.onnx", "precision": quantize},
+            "decoder": {"file": "decoder.onnx", "precision": dec_q},
+        },
+        "features": {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": cfg.num_mel_bins,
+                     "chunk_seconds": 30, "frames_per_position": 2},
+        "tokenizer": "tokenizer.json",
+        "tokens": _tokens_section(gen, out / "tokenizer.json"),
+        "decoder": {"n_layers": cfg.decoder_layers, "n_heads": cfg.decoder_attention_heads,
+                    "head_dim": cfg.d_model // cfg.decoder_attention_heads, "vocab_size": cfg.vocab_size,
+                    "max_length": cfg.max_target_positions},
+        "extra": {"alignment_heads": gen.get("alignment_heads"),
+                  "kv_layout": {"self": "L,B,H,T,Dh", "cross": "L,B,H,S,Dh"}},
+    }
+    write_manifest(out, manifest)
+    steps.set_postfix_str(f"done: {out}")
+    steps.update()
+    steps.close()
+    return out

@@ -1,0 +1,113 @@
+"""Export-only torch modules that define the edge-alm Whisper graphs.
+
+They reuse the parameters of a Hugging Face `WhisperForConditionalGeneration` but spell the
+attention out, so the ONNX graphs have exactly the interface the runtime expects:
+
+    encoder:  input_features (B, n_mels, T)  ->  cross_k, cross_v (L, B, H, T/2, Dh)
+    decoder:  tokens (B, N), self_k, self_v (L, B, H, P, Dh), cross_k, cross_v
+              ->  logits (B, N, V), present_k, present_v (L, B, H, P+N, Dh)
+
+The encoder runs on any even number of frames up to the model's 30 s window (it slices
+the position table), and the decoder's position offset is the cache length P.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    b, t, c = x.shape
+    return x.view(b, t, n_heads, c // n_heads).transpose(1, 2)  # (B, H, T, Dh)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    b, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * d)  # (B, T, C)
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    # q is pre-scaled by Dh^-0.5, as in Hugging Face Whisper
+    w = q @ k.transpose(-1, -2)  # (B, H, Tq, Tk)
+    if mask is not None:
+        w = w + mask
+    return torch.softmax(w.float(), dim=-1).to(q.dtype) @ v  # (B, H, Tq, Dh)
+
+
+class WhisperEncoderGraph(nn.Module):
+    """Audio encoder plus every decoder layer's cross-attention K/V projections."""
+
+    def __init__(self, hf_model: nn.Module) -> None:
+        super().__init__()
+        self.enc = hf_model.model.encoder
+        self.dec_layers = hf_model.model.decoder.layers
+        self.n_heads = hf_model.config.encoder_attention_heads
+        self.n_dec_heads = hf_model.config.decoder_attention_heads
+
+    def forward(self, input_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.enc
+        x = F.gelu(e.conv1(input_features))
+        x = F.gelu(e.conv2(x)).transpose(1, 2)  # (B, S, C), S = T/2
+        x = x + e.embed_positions.weight[: x.shape[1]]
+        for layer in e.layers:
+            a = layer.self_attn
+            h = layer.self_attn_layer_norm(x)
+            q = _heads(a.q_proj(h) * a.scaling, self.n_heads)
+            k, v = _heads(a.k_proj(h), self.n_heads), _heads(a.v_proj(h), self.n_heads)
+            x = x + a.out_proj(_merge(_attend(q, k, v, None)))
+            h = layer.final_layer_norm(x)
+            x = x + layer.fc2(F.gelu(layer.fc1(h)))
+        x = e.layer_norm(x)
+        ks = [_heads(layer.encoder_attn.k_proj(x), self.n_dec_heads) for layer in self.dec_layers]
+        vs = [_heads(layer.encoder_attn.v_proj(x), self.n_dec_heads) for layer in self.dec_layers]
+        return torch.stack(ks), torch.stack(vs)  # (L, B, H, S, Dh) each
+
+
+class WhisperDecoderGraph(nn.Module):
+    """One decoder pass over N new tokens with a self-attention KV cache of length P."""
+
+    def __init__(self, hf_model: nn.Module, untie_output: bool = False) -> None:
+        super().__init__()
+        self.dec = hf_model.model.decoder
+        self.n_heads = hf_model.config.decoder_attention_heads
+        emb = self.dec.embed_tokens.weight
+        # An untied copy of the output projection is its own MatMul initializer, which
+        # the weight quantizers can then compress (they skip Transpose(embedding)).
+        self.proj = nn.Parameter(emb.detach().t().contiguous()) if untie_output else None
+
+    def forward(
+        self,
+        tokens: torch.Tensor,  # (B, N) int64
+        self_k: torch.Tensor,  # (L, B, H, P, Dh)
+        self_v: torch.Tensor,
+        cross_k: torch.Tensor,  # (L, B, H, S, Dh)
+        cross_v: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        d = self.dec
+        past = self_k.shape[3]
+        n = tokens.shape[1]
+        x = d.embed_tokens(tokens) + d.embed_positions.weight[past : past + n]  # (B, N, C)
+        q_pos = torch.arange(n, device=tokens.device) + past
+        k_pos = torch.arange(past + n, device=tokens.device)
+        mask = torch.where(k_pos[None, :] > q_pos[:, None], float("-inf"), 0.0)  # (N, P+N)
+        new_k, new_v = [], []
+        for i, layer in enumerate(d.layers):
+            a = layer.self_attn
+            h = layer.self_attn_layer_norm(x)
+            q = _heads(a.q_proj(h) * a.scaling, self.n_heads)
+            k = torch.cat([self_k[i], _heads(a.k_proj(h), self.n_heads)], dim=2)  # (B, H, P+N, Dh)
+            v = torch.cat([self_v[i], _heads(a.v_proj(h), self.n_heads)], dim=2)
+            new_k.append(k)
+            new_v.append(v)
+            x = x + a.out_proj(_merge(_attend(q, k, v, mask)))
+            c = layer.encoder_attn
+            h = layer.encoder_attn_layer_norm(x)
+            q = _heads(c.q_proj(h) * c.scaling, self.n_heads)
+            x = x + c.out_proj(_merge(_attend(q, cross_k[i], cross_v[i], None)))
+            h = layer.final_layer_norm(x)
+            x = x + layer.fc2(F.gelu(layer.fc1(h)))
+        x = d.layer_norm(x)
+        logits = x @ (self.proj if self.proj is not None else d.embed_tokens.weight.t())  # (B, N, V)
+        return logits, torch.stack(new_k), torch.stack(new_v)

@@ -1,0 +1,1 @@
+"""Device side: features, graph sessions, KV cache, decoders. Never imports torch."""
