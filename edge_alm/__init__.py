@@ -1,1 +1,7 @@
-"""edge-alm: on-device audio-language model runtime."""
+"""edge-alm: on-device audio-language model runtime (numpy + onnxruntime + tokenizers)."""
+
+from edge_alm.errors import AudioError, BundleError, EdgeALMError
+from edge_alm.model import EdgeALM, Segment, TranscribeOptions, Transcription
+
+__all__ = ["AudioError", "BundleError", "EdgeALM", "EdgeALMError", "Segment", "TranscribeOptions", "Transcription"]
+__version__ = "0.1.0"

@@ -1,0 +1,46 @@
+"""The public Python API: `EdgeALM.load(bundle).transcribe(audio)`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from edge_alm.audio import AudioInput, load_audio
+from edge_alm.runtime.manifest import Manifest, load_manifest
+from edge_alm.runtime.seq2seq import Seq2SeqModel
+from edge_alm.runtime.session import SessionConfig
+from edge_alm.runtime.tokenizer import TextTokenizer
+from edge_alm.runtime.transcribe import Segment, TranscribeOptions, Transcriber, Transcription
+
+__all__ = ["EdgeALM", "Segment", "TranscribeOptions", "Transcription"]
+
+
+class EdgeALM:
+    """One loaded bundle: sessions and tokenizer, shared by every transcription."""
+
+    def __init__(self, manifest: Manifest, session_config: SessionConfig) -> None:
+        self.manifest = manifest
+        self.model = Seq2SeqModel(manifest, session_config)
+        self.tokenizer = TextTokenizer(manifest.path / manifest.tokenizer, manifest.tokens)
+        self.transcriber = Transcriber(self.model, self.tokenizer)
+
+    @classmethod
+    def load(cls, bundle: str | Path, threads: int = 0, verify: bool = True, cache_optimized: bool = True) -> EdgeALM:
+        """Load a bundle directory. threads=0 lets onnxruntime use every core."""
+        manifest = load_manifest(bundle, verify=verify)
+        return cls(manifest, SessionConfig(threads=threads, cache_optimized=cache_optimized))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.manifest.features.sample_rate
+
+    def transcribe(self, audio: AudioInput, options: TranscribeOptions | None = None, **overrides) -> Transcription:
+        """Transcribe a path, bytes, (samples, sample_rate) or 16 kHz samples.
+
+        Keyword overrides set TranscribeOptions fields, e.g. beam_size=5, window="30s".
+        """
+        opts = replace(options or TranscribeOptions(), **overrides)
+        samples = load_audio(audio, self.sample_rate)
+        return self.transcriber.transcribe(np.ascontiguousarray(samples), opts)

@@ -1,0 +1,70 @@
+"""Whisper log-mel features in numpy, equal to transformers' WhisperFeatureExtractor.
+
+Pipeline: zero-pad the waveform to the window length, centred STFT (reflect padding,
+periodic Hann window), power spectrum, Slaney mel filterbank, log10, clamp to
+(max - 8), then (x + 4) / 4. The last STFT frame is dropped, as the reference does.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from edge_alm.runtime.manifest import FeatureParams
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    # Slaney scale: linear below 1 kHz, logarithmic above
+    f = np.asarray(f, dtype=np.float64)
+    mel = 3.0 * f / 200.0
+    log_region = f >= 1000.0
+    return np.where(log_region, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) * 27.0 / np.log(6.4), mel)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f = 200.0 * m / 3.0
+    return np.where(m >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (m - 15.0)), f)
+
+
+@lru_cache(maxsize=4)
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Slaney-normalised triangular filters, shape (n_fft // 2 + 1, n_mels)."""
+    fft_freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
+    mel_pts = np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), n_mels + 2)
+    hz_pts = _mel_to_hz(mel_pts)
+    diff = np.diff(hz_pts)
+    slopes = hz_pts[None, :] - fft_freqs[:, None]  # (F, n_mels + 2)
+    down = -slopes[:, :-2] / diff[:-1]
+    up = slopes[:, 2:] / diff[1:]
+    fb = np.maximum(0.0, np.minimum(down, up))
+    fb *= 2.0 / (hz_pts[2:] - hz_pts[:-2])[None, :]
+    return fb
+
+
+@lru_cache(maxsize=4)
+def _hann(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic
+
+
+def log_mel(samples: np.ndarray, params: FeatureParams, n_samples: int | None = None) -> np.ndarray:
+    """Log-mel features (n_mels, n_samples // hop) of mono float samples at params.sample_rate.
+
+    n_samples: zero-pad (or cut) the waveform to this length first; default is the
+    model's full window (chunk_seconds).
+    """
+    if n_samples is None:
+        n_samples = params.chunk_seconds * params.sample_rate
+    x = np.zeros(n_samples, dtype=np.float64)
+    m = min(len(samples), n_samples)
+    x[:m] = samples[:m]
+    pad = params.n_fft // 2
+    x = np.pad(x, pad, mode="reflect")
+    n_frames = 1 + (len(x) - params.n_fft) // params.hop_length
+    frames = np.lib.stride_tricks.sliding_window_view(x, params.n_fft)[:: params.hop_length][:n_frames]
+    spec = np.abs(np.fft.rfft(frames * _hann(params.n_fft), axis=-1)) ** 2  # (T + 1, F)
+    mel = spec[:-1] @ mel_filters(params.sample_rate, params.n_fft, params.n_mels)  # (T, n_mels)
+    logspec = np.log10(np.maximum(mel, 1e-10))
+    logspec = np.maximum(logspec, logspec.max() - 8.0)
+    return ((logspec + 4.0) / 4.0).T.astype(np.float32)  # (n_mels, T)

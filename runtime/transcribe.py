@@ -1,0 +1,197 @@
+"""Whole-clip transcription: windows, temperature fallback, timestamps, silence gating.
+
+Audio up to 30 s runs as one window; longer audio runs in consecutive 30 s windows, each
+starting at the end of the last complete timestamped segment of the one before (as
+openai/whisper does), so no words are lost or doubled at the seams.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from edge_alm.runtime.features import log_mel
+from edge_alm.runtime.seq2seq import DecodeOptions, DecodeResult, Seq2SeqModel
+from edge_alm.runtime.tokenizer import TextTokenizer
+
+TIME_PER_TIMESTAMP = 0.02  # seconds per timestamp token step
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = "en"  # language code; None on a multilingual model detects it
+    task: str = "transcribe"  # transcribe | translate
+    beam_size: int = 1  # 1 = greedy
+    window: str = "auto"  # auto: clip length + 1 s (at least min_window_s); 30s: Whisper's fixed window
+    min_window_s: float = 10.0  # shortest encoder window in auto mode (shorter loses accuracy)
+    timestamps: bool = True  # timestamp-mode decoding, gives segments with times
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # fallback schedule
+    compression_ratio_threshold: float = 2.4  # gzip ratio above this = repetition: retry hotter
+    logprob_threshold: float = -1.0  # mean log-prob below this = unsure: retry hotter
+    no_speech_threshold: float = 0.6  # P(no speech) above this (and unsure) = silence
+    silence_db: float = -55.0  # windows whose loudest 20 ms stays below this dBFS are skipped
+    tokens_per_second: float = 7.0  # token budget: this many per second of audio ...
+    token_budget_base: int = 24  # ... plus this many
+
+
+@dataclass
+class Segment:
+    start: float  # seconds from the start of the audio
+    end: float
+    text: str
+    tokens: list[int] = field(default_factory=list)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    temperature: float = 0.0
+
+
+@dataclass
+class Transcription:
+    text: str
+    segments: list[Segment]
+    language: str | None
+    duration: float  # seconds of audio
+    timings: dict[str, float]  # features_ms, encoder_ms, decoder_ms, first_token_ms, total_ms, rtf, ...
+
+
+def compression_ratio(text: str) -> float:
+    raw = text.encode("utf-8")
+    return len(raw) / max(1, len(zlib.compress(raw))) if raw else 0.0
+
+
+def loudest_frame_db(samples: np.ndarray, frame: int = 320) -> float:
+    if len(samples) == 0:
+        return -np.inf
+    n = max(1, len(samples) // frame)
+    x = samples[: n * frame].reshape(n, -1) if len(samples) >= frame else samples[None]
+    rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1))
+    return float(20 * np.log10(max(rms.max(), 1e-10)))
+
+
+class Transcriber:
+    def __init__(self, model: Seq2SeqModel, tokenizer: TextTokenizer) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.params = model.manifest.features
+
+    def _window_samples(self, remaining: int, opts: TranscribeOptions) -> int:
+        sr, chunk = self.params.sample_rate, self.params.chunk_seconds * self.params.sample_rate
+        if opts.window == "30s" or remaining >= chunk:
+            return chunk
+        want = max(remaining + sr, int(opts.min_window_s * sr))
+        step = self.params.hop_length * self.params.frames_per_position * 50  # 1 s at Whisper's rates
+        return min(chunk, -(-want // step) * step)
+
+    def _decode_with_fallback(self, cross, prompt: list[int], opts: TranscribeOptions,
+                              base: DecodeOptions) -> DecodeResult:
+        result = None
+        for i, t in enumerate(opts.temperatures):
+            d = replace(base, temperature=t, beam_size=opts.beam_size if t == 0 else 1, seed=i)
+            result = self.model.decode(cross, prompt, d)
+            text = self.tokenizer.decode(result.tokens)
+            if result.no_speech_prob > opts.no_speech_threshold and result.avg_logprob < opts.logprob_threshold:
+                break  # silence: a hotter retry would only invent words
+            looping = compression_ratio(text) > opts.compression_ratio_threshold or not result.finished
+            if not looping and result.avg_logprob >= opts.logprob_threshold:
+                break
+        assert result is not None
+        return result
+
+    def _detect_language(self, cross) -> str:
+        s = self.model.special
+        cache_logits = self.model.step(np.array([[s.sot]]), _fresh_cache(self.model), cross)[0, -1]
+        codes = list(s.languages)
+        ids = np.array([s.languages[c] for c in codes])
+        return codes[int(np.argmax(cache_logits[ids]))]
+
+    def transcribe(self, samples: np.ndarray, opts: TranscribeOptions) -> Transcription:
+        t_start = time.perf_counter()
+        sr = self.params.sample_rate
+        chunk = self.params.chunk_seconds * sr
+        n = len(samples)
+        timings = {"features_ms": 0.0, "encoder_ms": 0.0, "decoder_ms": 0.0, "first_token_ms": 0.0,
+                   "windows": 0, "tokens": 0}
+        segments: list[Segment] = []
+        language = opts.language if self.model.special.languages else None
+        seek = 0
+        while seek < n - int(0.05 * sr):  # ignore a tail shorter than 50 ms
+            remaining = n - seek
+            span = min(remaining, chunk)
+            audio = samples[seek : seek + span]
+            if loudest_frame_db(audio) < opts.silence_db:
+                seek += span
+                continue
+            win = self._window_samples(remaining, opts)
+            t0 = time.perf_counter()
+            feats = log_mel(audio, self.params, n_samples=win)
+            t1 = time.perf_counter()
+            cross = self.model.encode(feats)
+            t2 = time.perf_counter()
+            timings["features_ms"] += (t1 - t0) * 1000
+            timings["encoder_ms"] += (t2 - t1) * 1000
+            if self.model.special.languages and language is None:
+                language = self._detect_language(cross)
+            prompt = self.tokenizer.prompt(language, opts.task, opts.timestamps)
+            budget = int(opts.tokens_per_second * span / sr) + opts.token_budget_base
+            base = DecodeOptions(max_new_tokens=budget, timestamps=opts.timestamps,
+                                 max_timestamp=round(win / sr / TIME_PER_TIMESTAMP))
+            result = self._decode_with_fallback(cross, prompt, opts, base)
+            timings["decoder_ms"] += result.decode_ms
+            timings["tokens"] += len(result.tokens)
+            if timings["windows"] == 0:
+                timings["first_token_ms"] = (t2 - t_start) * 1000 + result.first_token_ms
+            timings["windows"] += 1
+            if result.no_speech_prob > opts.no_speech_threshold and result.avg_logprob < opts.logprob_threshold:
+                seek += span
+                continue
+            new, advance = self._segments(result, seek / sr, span)
+            segments.extend(s for s in new if s.text.strip())
+            seek += advance
+        total = (time.perf_counter() - t_start) * 1000
+        timings["total_ms"] = total
+        timings["rtf"] = total / 1000 / max(n / sr, 1e-9)
+        text = "".join(s.text for s in segments).strip()
+        return Transcription(text, segments, language, n / sr, timings)
+
+    def _segments(self, r: DecodeResult, offset: float, span: int) -> tuple[list[Segment], int]:
+        """Split timestamped tokens into segments; return them and how far to seek (samples)."""
+        tb = self.model.special.timestamp_begin
+        sr = self.params.sample_rate
+        toks = r.tokens
+        is_ts = [t >= tb for t in toks]
+        meta = {"avg_logprob": r.avg_logprob, "no_speech_prob": r.no_speech_prob, "temperature": r.temperature}
+
+        def seg(part: list[int], start: float, end: float) -> Segment:
+            return Segment(offset + start, offset + end, self.tokenizer.decode(part), part, **meta)
+
+        single_ending = len(toks) >= 2 and is_ts[-1] and not is_ts[-2]
+        cuts = [i for i in range(1, len(toks)) if is_ts[i] and is_ts[i - 1]]
+        if cuts:
+            if single_ending:
+                cuts.append(len(toks))
+            out, last = [], 0
+            for cut in cuts:
+                part = toks[last:cut]
+                out.append(seg(part, (part[0] - tb) * TIME_PER_TIMESTAMP, (part[-1] - tb) * TIME_PER_TIMESTAMP))
+                last = cut
+            if single_ending:
+                return out, span
+            advance = int((toks[last - 1] - tb) * TIME_PER_TIMESTAMP * sr)
+            # a window that made no progress moves on rather than loop forever
+            return out, advance if advance >= sr else span
+        stamps = [t for t in toks if t >= tb]
+        end = span / sr
+        if stamps and stamps[-1] != tb:
+            end = (stamps[-1] - tb) * TIME_PER_TIMESTAMP
+        start = (stamps[0] - tb) * TIME_PER_TIMESTAMP if stamps else 0.0
+        return [seg(toks, start, min(end, span / sr))], span
+
+
+def _fresh_cache(model: Seq2SeqModel):
+    from edge_alm.runtime.kv_cache import KVCache
+
+    d = model.manifest.decoder
+    return KVCache(d.n_layers, 1, d.n_heads, d.head_dim)
