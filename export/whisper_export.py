@@ -37,16 +37,18 @@ def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) ->
     cfg = model.config
     enc_path, dec_path = out / "encoder.onnx", out / "decoder.onnx"
     feats = torch.randn(1, cfg.num_mel_bins, 200)
-    kv_axes = {1: "batch", 3: "time"}
+    # distinct axis names: onnxruntime assumes equal names mean equal sizes
+    cross_axes = {1: "batch", 3: "audio_positions"}
+    past_axes, present_axes = {1: "batch", 3: "past"}, {1: "batch", 3: "past_plus_new"}
     _export(WhisperEncoderGraph(model), (feats,), enc_path, ["input_features"], ["cross_k", "cross_v"],
-            {"input_features": {0: "batch", 2: "frames"}, "cross_k": kv_axes, "cross_v": kv_axes})
+            {"input_features": {0: "batch", 2: "frames"}, "cross_k": cross_axes, "cross_v": cross_axes})
     L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
     dh = cfg.d_model // H
     past = torch.zeros(L, 1, H, 2, dh)
     cross = torch.randn(L, 1, H, 100, dh)
-    axes = {"tokens": {0: "batch", 1: "new"}, "self_k": kv_axes, "self_v": kv_axes,
-            "cross_k": kv_axes, "cross_v": kv_axes, "logits": {0: "batch", 1: "new"},
-            "present_k": kv_axes, "present_v": kv_axes}
+    axes = {"tokens": {0: "batch", 1: "new"}, "self_k": past_axes, "self_v": past_axes,
+            "cross_k": cross_axes, "cross_v": cross_axes, "logits": {0: "batch", 1: "new"},
+            "present_k": present_axes, "present_v": present_axes}
     _export(WhisperDecoderGraph(model, untie_output), (torch.tensor([[1, 2, 3]]), past, past, cross, cross),
             dec_path, ["tokens", "self_k", "self_v", "cross_k", "cross_v"],
             ["logits", "present_k", "present_v"], axes)

