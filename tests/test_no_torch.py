@@ -1,0 +1,33 @@
+"""The runtime loads a bundle and transcribes with torch and transformers unimportable."""
+
+import subprocess
+import sys
+
+SCRIPT = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'transformers', 'optimum'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from edge_alm import EdgeALM
+m = EdgeALM.load(sys.argv[1], threads=1)
+r = m.transcribe((np.random.default_rng(0).standard_normal(32000).astype('float32') * 0.1, 16000))
+assert isinstance(r.text, str)
+bad = [k for k in sys.modules if k.split('.')[0] in ('torch', 'transformers') or k.startswith('edge_alm.export')]
+assert not bad, bad
+print('ok', r.timings['windows'])
+"""
+
+
+def test_runtime_without_torch(tiny_bundle):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_bundle)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok")
+
+
+def test_blocker_really_blocks():
+    proc = subprocess.run([sys.executable, "-c", SCRIPT.split("import numpy")[0] + "import torch"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "blocked: torch" in proc.stderr
