@@ -73,7 +73,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         from edge_alm.export.whisper_weights import convert_ct2_to_hf
 
         source = convert_ct2_to_hf(Path(source), Path(args.cache) / (Path(source).name + "-hf"))
-    build_whisper_bundle(source, args.out, quantize=args.quantize, decoder_quantize=args.decoder_quantize)
+    vad = None
+    if not args.no_vad:
+        from edge_alm.export.vad_asset import silero_vad_onnx
+
+        vad = silero_vad_onnx(Path(args.cache))
+    build_whisper_bundle(source, args.out, quantize=args.quantize, decoder_quantize=args.decoder_quantize, vad=vad)
     print(args.out)
     return 0
 
@@ -102,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quantize", choices=("fp32", "int8"), default="int8")
     e.add_argument("--decoder-quantize", choices=("fp32", "int8", "int4"), default=None)
     e.add_argument("--out", required=True)
+    e.add_argument("--no-vad", action="store_true", help="do not ship Silero VAD (energy gate instead)")
     e.add_argument("--cache", default=".cache", help="where converted default weights are kept")
     e.set_defaults(func=_cmd_export)
     return p

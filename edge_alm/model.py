@@ -10,9 +10,10 @@ import numpy as np
 from edge_alm.audio import AudioInput, load_audio
 from edge_alm.runtime.manifest import Manifest, load_manifest
 from edge_alm.runtime.seq2seq import Seq2SeqModel
-from edge_alm.runtime.session import SessionConfig
+from edge_alm.runtime.session import GraphSession, SessionConfig
 from edge_alm.runtime.tokenizer import TextTokenizer
 from edge_alm.runtime.transcribe import Segment, TranscribeOptions, Transcriber, Transcription
+from edge_alm.runtime.vad import EnergyVAD, SileroVAD
 
 __all__ = ["EdgeALM", "Segment", "TranscribeOptions", "Transcription"]
 
@@ -24,7 +25,12 @@ class EdgeALM:
         self.manifest = manifest
         self.model = Seq2SeqModel(manifest, session_config)
         self.tokenizer = TextTokenizer(manifest.path / manifest.tokenizer, manifest.tokens)
-        self.transcriber = Transcriber(self.model, self.tokenizer)
+        if "vad" in manifest.graphs:
+            vad = SileroVAD(GraphSession(manifest.graph_path("vad"), manifest.graphs["vad"].sha256,
+                                         replace(session_config, threads=1)), manifest.features.sample_rate)
+        else:
+            vad = EnergyVAD(sample_rate=manifest.features.sample_rate)
+        self.transcriber = Transcriber(self.model, self.tokenizer, vad)
 
     @classmethod
     def load(cls, bundle: str | Path, threads: int = 0, verify: bool = True, cache_optimized: bool = True) -> EdgeALM:

@@ -107,10 +107,12 @@ def _tokens_section(gen: dict, tokenizer_path: Path) -> dict:
 
 
 def build_whisper_bundle(source: str | Path, out: str | Path, quantize: str = "int8",
-                         decoder_quantize: str | None = None, check: bool = True) -> Path:
+                         decoder_quantize: str | None = None, check: bool = True,
+                         vad: Path | None = None) -> Path:
     """Export `source` (HF Whisper dir or id) into the bundle directory `out`.
 
     quantize: fp32 | int8 for both graphs; decoder_quantize (int8 | int4) overrides the decoder.
+    vad: a silero_vad.onnx to ship in the bundle (the runtime falls back to an energy gate).
     """
     out = Path(out)
     dec_q = decoder_quantize or quantize
@@ -149,13 +151,17 @@ def build_whisper_bundle(source: str | Path, out: str | Path, quantize: str = "i
         quantize_graph(dec32, out / "decoder.onnx", dec_q)
         steps.update()
     cfg = model.config
+    graphs = {
+        "encoder": {"file": "encoder.onnx", "precision": quantize},
+        "decoder": {"file": "decoder.onnx", "precision": dec_q},
+    }
+    if vad is not None:
+        shutil.copy(vad, out / "vad.onnx")
+        graphs["vad"] = {"file": "vad.onnx", "precision": "fp32"}
     manifest = {
         "kind": "seq2seq",
         "source": str(source),
-        "graphs": {
-            "encoder": {"file": "encoder.onnx", "precision": quantize},
-            "decoder": {"file": "decoder.onnx", "precision": dec_q},
-        },
+        "graphs": graphs,
         "features": {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": cfg.num_mel_bins,
                      "chunk_seconds": 30, "frames_per_position": 2},
         "tokenizer": "tokenizer.json",

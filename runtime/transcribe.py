@@ -16,6 +16,7 @@ import numpy as np
 from edge_alm.runtime.features import log_mel
 from edge_alm.runtime.seq2seq import DecodeOptions, DecodeResult, Seq2SeqModel
 from edge_alm.runtime.tokenizer import TextTokenizer
+from edge_alm.runtime.vad import EnergyVAD, SileroVAD
 
 TIME_PER_TIMESTAMP = 0.02  # seconds per timestamp token step
 
@@ -33,6 +34,8 @@ class TranscribeOptions:
     logprob_threshold: float = -1.0  # mean log-prob below this = unsure: retry hotter
     no_speech_threshold: float = 0.6  # P(no speech) above this (and unsure) = silence
     silence_db: float = -55.0  # windows whose loudest 20 ms stays below this dBFS are skipped
+    vad_threshold: float = 0.5  # VAD probability above which a 32 ms chunk counts as speech
+    min_speech_s: float = 0.2  # windows with less VAD speech than this are skipped (beeps, noise)
     tokens_per_second: float = 7.0  # token budget: this many per second of audio ...
     token_budget_base: int = 24  # ... plus this many
 
@@ -72,9 +75,10 @@ def loudest_frame_db(samples: np.ndarray, frame: int = 320) -> float:
 
 
 class Transcriber:
-    def __init__(self, model: Seq2SeqModel, tokenizer: TextTokenizer) -> None:
+    def __init__(self, model: Seq2SeqModel, tokenizer: TextTokenizer, vad: SileroVAD | EnergyVAD) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self.vad = vad
         self.params = model.manifest.features
 
     def _window_samples(self, remaining: int, opts: TranscribeOptions) -> int:
@@ -116,13 +120,18 @@ class Transcriber:
                    "windows": 0, "tokens": 0}
         segments: list[Segment] = []
         language = opts.language if self.model.special.languages else None
+        t0 = time.perf_counter()
+        speech = self.vad.speech_probs(samples) > opts.vad_threshold  # (n // 512,)
+        timings["vad_ms"] = (time.perf_counter() - t0) * 1000
+        chunk_s = self.vad.chunk_seconds
         seek = 0
         while seek < n - int(0.05 * sr):  # ignore a tail shorter than 50 ms
             remaining = n - seek
             span = min(remaining, chunk)
             audio = samples[seek : seek + span]
-            if loudest_frame_db(audio) < opts.silence_db:
-                seek += span
+            c0, c1 = int(seek / sr / chunk_s), int((seek + span) / sr / chunk_s) + 1
+            if loudest_frame_db(audio) < opts.silence_db or speech[c0:c1].sum() * chunk_s < opts.min_speech_s:
+                seek += span  # silence, beeps or noise: the decoder would only invent words
                 continue
             win = self._window_samples(remaining, opts)
             t0 = time.perf_counter()
