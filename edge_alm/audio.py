@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import soundfile as sf
@@ -12,7 +11,7 @@ import soxr
 
 from edge_alm.errors import AudioError
 
-AudioInput = Union[str, Path, bytes, tuple[np.ndarray, int], np.ndarray]
+AudioInput = str | Path | bytes | tuple[np.ndarray, int] | np.ndarray
 
 
 def to_mono_float(samples: np.ndarray, name: str = "audio") -> np.ndarray:
@@ -67,5 +66,6 @@ def load_audio(audio: AudioInput, target_rate: int = 16000) -> np.ndarray:
     try:
         data, rate = sf.read(src, dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        raise AudioError(f"{name}: cannot read audio ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AudioError(f"{name}: cannot read audio ({why})") from None
     return resample(to_mono_float(data, name), rate, target_rate)

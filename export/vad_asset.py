@@ -24,8 +24,17 @@ def silero_vad_onnx(cache_dir: Path) -> Path:
     wheels = cache_dir / "wheels"
     wheel = next(wheels.glob(f"silero_vad-{SILERO_VERSION}-*.whl"), None) if wheels.is_dir() else None
     if wheel is None:
-        cmd = [sys.executable, "-m", "pip", "download", f"silero-vad=={SILERO_VERSION}", "--no-deps",
-               "-q", "-d", str(wheels)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            f"silero-vad=={SILERO_VERSION}",
+            "--no-deps",
+            "-q",
+            "-d",
+            str(wheels),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"pip download silero-vad=={SILERO_VERSION} failed: {proc.stderr.strip()[-300:]}")

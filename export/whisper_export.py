@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
 from edge_alm.export.quantize import quantize_graph
 from edge_alm.export.whisper_graphs import WhisperDecoderGraph, WhisperEncoderGraph
 from edge_alm.runtime.manifest import write_manifest
+from tqdm import tqdm
 
 OPSET = 17
 PARITY_TOL = {"fp32": 1e-3, "int8": None, "int4": None}  # quantized graphs: checked by token agreement
@@ -26,11 +25,20 @@ def load_hf_whisper(source: str | Path) -> torch.nn.Module:
     return model.float().eval()
 
 
-def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
-            dynamic_axes: dict) -> None:
+def _export(
+    module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic_axes: dict
+) -> None:
     with torch.no_grad():
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) -> tuple[Path, Path]:
@@ -40,18 +48,36 @@ def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) ->
     # distinct axis names: onnxruntime assumes equal names mean equal sizes
     cross_axes = {1: "batch", 3: "audio_positions"}
     past_axes, present_axes = {1: "batch", 3: "past"}, {1: "batch", 3: "past_plus_new"}
-    _export(WhisperEncoderGraph(model), (feats,), enc_path, ["input_features"], ["cross_k", "cross_v"],
-            {"input_features": {0: "batch", 2: "frames"}, "cross_k": cross_axes, "cross_v": cross_axes})
+    _export(
+        WhisperEncoderGraph(model),
+        (feats,),
+        enc_path,
+        ["input_features"],
+        ["cross_k", "cross_v"],
+        {"input_features": {0: "batch", 2: "frames"}, "cross_k": cross_axes, "cross_v": cross_axes},
+    )
     L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
     dh = cfg.d_model // H
     past = torch.zeros(L, 1, H, 2, dh)
     cross = torch.randn(L, 1, H, 100, dh)
-    axes = {"tokens": {0: "batch", 1: "new"}, "self_k": past_axes, "self_v": past_axes,
-            "cross_k": cross_axes, "cross_v": cross_axes, "logits": {0: "batch", 1: "new"},
-            "present_k": present_axes, "present_v": present_axes}
-    _export(WhisperDecoderGraph(model, untie_output), (torch.tensor([[1, 2, 3]]), past, past, cross, cross),
-            dec_path, ["tokens", "self_k", "self_v", "cross_k", "cross_v"],
-            ["logits", "present_k", "present_v"], axes)
+    axes = {
+        "tokens": {0: "batch", 1: "new"},
+        "self_k": past_axes,
+        "self_v": past_axes,
+        "cross_k": cross_axes,
+        "cross_v": cross_axes,
+        "logits": {0: "batch", 1: "new"},
+        "present_k": present_axes,
+        "present_v": present_axes,
+    }
+    _export(
+        WhisperDecoderGraph(model, untie_output),
+        (torch.tensor([[1, 2, 3]]), past, past, cross, cross),
+        dec_path,
+        ["tokens", "self_k", "self_v", "cross_k", "cross_v"],
+        ["logits", "present_k", "present_v"],
+        axes,
+    )
     return enc_path, dec_path
 
 
@@ -73,10 +99,12 @@ def check_parity(model: torch.nn.Module, enc_path: Path, dec_path: Path, tol: fl
     L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
     empty = np.zeros((L, 1, H, 0, cfg.d_model // H), np.float32)
     # two passes (3 tokens, then 1 with the cache) exercise the cache path too
-    l1, k, v = dec_s.run(None, {"tokens": tokens[:, :3].numpy(), "self_k": empty, "self_v": empty,
-                                "cross_k": ck, "cross_v": cv})
-    l2, _, _ = dec_s.run(None, {"tokens": tokens[:, 3:].numpy(), "self_k": k, "self_v": v,
-                                "cross_k": ck, "cross_v": cv})
+    l1, k, v = dec_s.run(
+        None, {"tokens": tokens[:, :3].numpy(), "self_k": empty, "self_v": empty, "cross_k": ck, "cross_v": cv}
+    )
+    l2, _, _ = dec_s.run(
+        None, {"tokens": tokens[:, 3:].numpy(), "self_k": k, "self_v": v, "cross_k": ck, "cross_v": cv}
+    )
     got = np.concatenate([l1, l2], axis=1)
     err = float(np.abs(got - ref).max())
     if not np.isfinite(err) or err > tol:
@@ -106,9 +134,14 @@ def _tokens_section(gen: dict, tokenizer_path: Path) -> dict:
     }
 
 
-def build_whisper_bundle(source: str | Path, out: str | Path, quantize: str = "int8",
-                         decoder_quantize: str | None = None, check: bool = True,
-                         vad: Path | None = None) -> Path:
+def build_whisper_bundle(
+    source: str | Path,
+    out: str | Path,
+    quantize: str = "int8",
+    decoder_quantize: str | None = None,
+    check: bool = True,
+    vad: Path | None = None,
+) -> Path:
     """Export `source` (HF Whisper dir or id) into the bundle directory `out`.
 
     quantize: fp32 | int8 for both graphs; decoder_quantize (int8 | int4) overrides the decoder.
@@ -162,15 +195,27 @@ def build_whisper_bundle(source: str | Path, out: str | Path, quantize: str = "i
         "kind": "seq2seq",
         "source": str(source),
         "graphs": graphs,
-        "features": {"sample_rate": 16000, "n_fft": 400, "hop_length": 160, "n_mels": cfg.num_mel_bins,
-                     "chunk_seconds": 30, "frames_per_position": 2},
+        "features": {
+            "sample_rate": 16000,
+            "n_fft": 400,
+            "hop_length": 160,
+            "n_mels": cfg.num_mel_bins,
+            "chunk_seconds": 30,
+            "frames_per_position": 2,
+        },
         "tokenizer": "tokenizer.json",
         "tokens": _tokens_section(gen, out / "tokenizer.json"),
-        "decoder": {"n_layers": cfg.decoder_layers, "n_heads": cfg.decoder_attention_heads,
-                    "head_dim": cfg.d_model // cfg.decoder_attention_heads, "vocab_size": cfg.vocab_size,
-                    "max_length": cfg.max_target_positions},
-        "extra": {"alignment_heads": gen.get("alignment_heads"),
-                  "kv_layout": {"self": "L,B,H,T,Dh", "cross": "L,B,H,S,Dh"}},
+        "decoder": {
+            "n_layers": cfg.decoder_layers,
+            "n_heads": cfg.decoder_attention_heads,
+            "head_dim": cfg.d_model // cfg.decoder_attention_heads,
+            "vocab_size": cfg.vocab_size,
+            "max_length": cfg.max_target_positions,
+        },
+        "extra": {
+            "alignment_heads": gen.get("alignment_heads"),
+            "kv_layout": {"self": "L,B,H,T,Dh", "cross": "L,B,H,S,Dh"},
+        },
     }
     write_manifest(out, manifest)
     steps.set_postfix_str(f"done: {out}")

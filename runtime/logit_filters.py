@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from edge_alm.runtime.manifest import SpecialTokens
 
 NEG_INF = -np.inf

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from edge_alm.runtime.kv_cache import KVCache
 from edge_alm.runtime.logit_filters import (
     apply_begin_suppress,
@@ -78,8 +77,13 @@ class Seq2SeqModel:
     def step(self, tokens: np.ndarray, cache: KVCache, cross: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """Run the decoder on new tokens (B, N), extend the cache, return logits (B, N, V)."""
         logits, k, v = self.decoder.run(
-            {"tokens": tokens.astype(np.int64), "self_k": cache.k, "self_v": cache.v,
-             "cross_k": cross[0], "cross_v": cross[1]}
+            {
+                "tokens": tokens.astype(np.int64),
+                "self_k": cache.k,
+                "self_v": cache.v,
+                "cross_k": cross[0],
+                "cross_v": cross[1],
+            }
         )
         cache.update(k, v)
         return logits
@@ -131,8 +135,9 @@ class Seq2SeqModel:
                 break
             logits = self.step(np.array([[tok]]), cache, cross)
             steps += 1
-        return DecodeResult(out, total, no_speech, opts.temperature, first_ms,
-                            (time.perf_counter() - t0) * 1000, steps, finished)
+        return DecodeResult(
+            out, total, no_speech, opts.temperature, first_ms, (time.perf_counter() - t0) * 1000, steps, finished
+        )
 
     def _beam(self, cross, prompt: list[int], opts: DecodeOptions, budget: int) -> DecodeResult:
         """Beam search over the batch axis; finished hypotheses ranked by mean log-prob."""
@@ -183,5 +188,13 @@ class Seq2SeqModel:
         # out of budget: unfinished beams compete too (as in transformers' beam search)
         pool = finished + ([b for b in beams if np.isfinite(b.score)] if hit_budget else [])
         best = max(pool, key=lambda b: b.score / (len(b.tokens) + 1))
-        return DecodeResult(best.tokens, best.score, no_speech, 0.0, first_ms,
-                            (time.perf_counter() - t0) * 1000, steps, best in finished)
+        return DecodeResult(
+            best.tokens,
+            best.score,
+            no_speech,
+            0.0,
+            first_ms,
+            (time.perf_counter() - t0) * 1000,
+            steps,
+            best in finished,
+        )

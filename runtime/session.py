@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
 from edge_alm.runtime.errors import BundleError
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tokenizers import Tokenizer
-
 from edge_alm.runtime.errors import BundleError
 from edge_alm.runtime.manifest import SpecialTokens
+from tokenizers import Tokenizer
 
 
 class TextTokenizer:

@@ -12,7 +12,6 @@ import zlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-
 from edge_alm.runtime.features import log_mel
 from edge_alm.runtime.seq2seq import DecodeOptions, DecodeResult, Seq2SeqModel
 from edge_alm.runtime.tokenizer import TextTokenizer
@@ -89,8 +88,9 @@ class Transcriber:
         step = self.params.hop_length * self.params.frames_per_position * 50  # 1 s at Whisper's rates
         return min(chunk, -(-want // step) * step)
 
-    def _decode_with_fallback(self, cross, prompt: list[int], opts: TranscribeOptions,
-                              base: DecodeOptions) -> DecodeResult:
+    def _decode_with_fallback(
+        self, cross, prompt: list[int], opts: TranscribeOptions, base: DecodeOptions
+    ) -> DecodeResult:
         result = None
         for i, t in enumerate(opts.temperatures):
             d = replace(base, temperature=t, beam_size=opts.beam_size if t == 0 else 1, seed=i)
@@ -116,8 +116,14 @@ class Transcriber:
         sr = self.params.sample_rate
         chunk = self.params.chunk_seconds * sr
         n = len(samples)
-        timings = {"features_ms": 0.0, "encoder_ms": 0.0, "decoder_ms": 0.0, "first_token_ms": 0.0,
-                   "windows": 0, "tokens": 0}
+        timings = {
+            "features_ms": 0.0,
+            "encoder_ms": 0.0,
+            "decoder_ms": 0.0,
+            "first_token_ms": 0.0,
+            "windows": 0,
+            "tokens": 0,
+        }
         segments: list[Segment] = []
         language = opts.language if self.model.special.languages else None
         t0 = time.perf_counter()
@@ -145,8 +151,9 @@ class Transcriber:
                 language = self._detect_language(cross)
             prompt = self.tokenizer.prompt(language, opts.task, opts.timestamps)
             budget = int(opts.tokens_per_second * span / sr) + opts.token_budget_base
-            base = DecodeOptions(max_new_tokens=budget, timestamps=opts.timestamps,
-                                 max_timestamp=round(win / sr / TIME_PER_TIMESTAMP))
+            base = DecodeOptions(
+                max_new_tokens=budget, timestamps=opts.timestamps, max_timestamp=round(win / sr / TIME_PER_TIMESTAMP)
+            )
             result = self._decode_with_fallback(cross, prompt, opts, base)
             timings["decoder_ms"] += result.decode_ms
             timings["tokens"] += len(result.tokens)

@@ -7,7 +7,6 @@ recurrent state; its output is the speech probability of that chunk.
 from __future__ import annotations
 
 import numpy as np
-
 from edge_alm.runtime.session import GraphSession
 
 CHUNK = 512  # samples per VAD step at 16 kHz (32 ms)

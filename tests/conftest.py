@@ -37,23 +37,35 @@ VOICES = ["en-us+f3", "en-us+klatt2"]
 def tiny_whisper_dir(out: Path, **overrides) -> Path:
     """A randomly initialised small Whisper with the real tokenizer and special ids."""
     import torch
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
     from edge_alm.export.whisper_weights import (
         PART_PACKAGES,
         _package_data,
         generation_config_from_ct2,
         whisper_tokenizer_json,
     )
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     data = _package_data(PART_PACKAGES[0])
     out.mkdir(parents=True, exist_ok=True)
     whisper_tokenizer_json(data / "tokenizer.json", out / "tokenizer.json")
     gen = generation_config_from_ct2(json.loads((data / "config.json").read_text()), out / "tokenizer.json")
-    cfg = dict(vocab_size=51865, num_mel_bins=80, d_model=64, encoder_layers=2, decoder_layers=2,
-               encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
-               max_source_positions=1500, max_target_positions=64, decoder_start_token_id=gen["decoder_start_token_id"],
-               eos_token_id=gen["eos_token_id"], pad_token_id=gen["eos_token_id"], bos_token_id=gen["eos_token_id"])
+    cfg = dict(
+        vocab_size=51865,
+        num_mel_bins=80,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_source_positions=1500,
+        max_target_positions=64,
+        decoder_start_token_id=gen["decoder_start_token_id"],
+        eos_token_id=gen["eos_token_id"],
+        pad_token_id=gen["eos_token_id"],
+        bos_token_id=gen["eos_token_id"],
+    )
     cfg.update(overrides)
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(WhisperConfig(**cfg))
@@ -86,8 +98,21 @@ def bundle_copy(tiny_bundle, tmp_path) -> Path:
 def default_bundle() -> Path:
     """The default whisper-base int8 bundle; built here when `make` has not built it."""
     if not (DEFAULT_BUNDLE / "manifest.json").is_file():
-        subprocess.run([sys.executable, "-m", "edge_alm.cli", "export", "whisper", "--out", str(DEFAULT_BUNDLE),
-                        "--cache", str(ROOT / ".cache")], check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edge_alm.cli",
+                "export",
+                "whisper",
+                "--out",
+                str(DEFAULT_BUNDLE),
+                "--cache",
+                str(ROOT / ".cache"),
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     return DEFAULT_BUNDLE
 
 

@@ -3,9 +3,8 @@
 import jiwer
 import numpy as np
 import pytest
-from whisper_normalizer.english import EnglishTextNormalizer
-
 from conftest import SENTENCES, VOICES, espeak, read_wav
+from whisper_normalizer.english import EnglishTextNormalizer
 
 normalize = EnglishTextNormalizer()
 

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-from transformers import WhisperFeatureExtractor
-
 from edge_alm.runtime.features import log_mel
 from edge_alm.runtime.manifest import FeatureParams
+from transformers import WhisperFeatureExtractor
 
 
 @pytest.mark.parametrize("seconds", [0.05, 2.7, 12.0, 29.99, 31.0])

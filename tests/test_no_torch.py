@@ -28,6 +28,7 @@ def test_runtime_without_torch(tiny_bundle):
 
 
 def test_blocker_really_blocks():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT.split("import numpy")[0] + "import torch"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT.split("import numpy")[0] + "import torch"], capture_output=True, text=True
+    )
     assert proc.returncode != 0 and "blocked: torch" in proc.stderr

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from transformers import GenerationConfig, WhisperForConditionalGeneration
-from transformers.generation.utils import GenerationMixin
-
 from edge_alm.runtime.kv_cache import KVCache
 from edge_alm.runtime.manifest import load_manifest
 from edge_alm.runtime.seq2seq import DecodeOptions, Seq2SeqModel
 from edge_alm.runtime.session import SessionConfig
+from transformers import GenerationConfig, WhisperForConditionalGeneration
+from transformers.generation.utils import GenerationMixin
 
 N_NEW = 12
 
@@ -34,7 +33,7 @@ def _hf_greedy(hf, feats, prompt, n):
             ids.append(int(logits.argmax()))
             if ids[-1] == hf.config.eos_token_id:
                 break
-    return [t for t in ids[len(prompt):] if t != hf.config.eos_token_id]
+    return [t for t in ids[len(prompt) :] if t != hf.config.eos_token_id]
 
 
 def test_greedy_tokens_equal_transformers(setup):
@@ -54,7 +53,7 @@ def test_cached_decoding_equals_uncached(setup):
     for _ in range(N_NEW):  # full recompute every step, empty cache
         logits = rt.step(np.array([seq]), KVCache(d.n_layers, 1, d.n_heads, d.head_dim), cross)
         seq.append(int(np.argmax(logits[0, -1])))
-    assert cached == seq[len(prompt):]
+    assert cached == seq[len(prompt) :]
 
 
 def test_rewind_gives_same_logits(setup):
@@ -73,13 +72,22 @@ def test_rewind_gives_same_logits(setup):
 @pytest.mark.parametrize("beams", [2, 4])
 def test_beam_search_equals_transformers(setup, beams):
     hf, rt, feats, prompt = setup
-    cfg = GenerationConfig(decoder_start_token_id=prompt[0], eos_token_id=hf.config.eos_token_id,
-                           pad_token_id=hf.config.eos_token_id, num_beams=beams, do_sample=False,
-                           max_new_tokens=N_NEW, length_penalty=1.0, early_stopping=False)
+    cfg = GenerationConfig(
+        decoder_start_token_id=prompt[0],
+        eos_token_id=hf.config.eos_token_id,
+        pad_token_id=hf.config.eos_token_id,
+        num_beams=beams,
+        do_sample=False,
+        max_new_tokens=N_NEW,
+        length_penalty=1.0,
+        early_stopping=False,
+    )
     with torch.no_grad():
-        out = GenerationMixin.generate(hf, input_features=torch.from_numpy(feats),
-                                       decoder_input_ids=torch.tensor([prompt]), generation_config=cfg)
-    ref = [t for t in out[0, len(prompt):].tolist() if t != hf.config.eos_token_id]
-    got = rt.decode(rt.encode(feats), prompt,
-                    DecodeOptions(beam_size=beams, max_new_tokens=N_NEW, timestamps=False, suppress=False))
+        out = GenerationMixin.generate(
+            hf, input_features=torch.from_numpy(feats), decoder_input_ids=torch.tensor([prompt]), generation_config=cfg
+        )
+    ref = [t for t in out[0, len(prompt) :].tolist() if t != hf.config.eos_token_id]
+    got = rt.decode(
+        rt.encode(feats), prompt, DecodeOptions(beam_size=beams, max_new_tokens=N_NEW, timestamps=False, suppress=False)
+    )
     assert got.tokens == ref
