@@ -17,7 +17,8 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     from edge_alm.model import EdgeALM
 
     model = EdgeALM.load(args.model, threads=args.threads)
-    opts = {"beam_size": args.beam, "window": args.window, "language": args.language, "task": args.task}
+    language = None if args.language == "auto" else args.language
+    opts = {"beam_size": args.beam, "window": args.window, "language": language, "task": args.task}
     failed = 0
     for file in args.audio:
         try:
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     t.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = all cores)")
     t.add_argument("--window", choices=("auto", "30s"), default="auto", help="encoder window")
-    t.add_argument("--language", default="en")
+    t.add_argument("--language", default="en", help="language code, or 'auto' to detect it")
     t.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
     t.add_argument("--timings", action="store_true", help="print timings to stderr")
     t.set_defaults(func=_cmd_transcribe)

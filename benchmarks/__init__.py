@@ -1,0 +1,1 @@
+"""Latency and accuracy harness (run with `python -m benchmarks.<name>`)."""

@@ -1,0 +1,34 @@
+"""Export variants and session caching on the tiny model."""
+
+import numpy as np
+from edge_alm.export.whisper_export import build_whisper_bundle
+from edge_alm.runtime.manifest import load_manifest
+
+from edge_alm import EdgeALM
+
+
+def test_int8_and_int4_decoders_export_and_run(tiny_hf, tmp_path):
+    out = build_whisper_bundle(tiny_hf, tmp_path / "q", quantize="int8", decoder_quantize="int4")
+    m = load_manifest(out)
+    assert m.graphs["encoder"].precision == "int8" and m.graphs["decoder"].precision == "int4"
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(out / "decoder.onnx")).graph.node}
+    assert "MatMulNBits" in ops  # the untied output projection is quantized too
+    r = EdgeALM.load(out, threads=1).transcribe((np.random.default_rng(0).standard_normal(16000) * 0.1, 16000))
+    assert isinstance(r.text, str)
+
+
+def test_optimized_graph_cached_on_first_load(bundle_copy):
+    x = (np.random.default_rng(1).standard_normal(24000) * 0.1).astype(np.float32)
+    first = EdgeALM.load(bundle_copy, threads=1).transcribe((x, 16000), language="en")
+    cached = list((bundle_copy / ".cache").glob("*.optimized.onnx"))
+    assert {p.name.split(".")[0] for p in cached} == {"encoder", "decoder"}
+    second = EdgeALM.load(bundle_copy, threads=1).transcribe((x, 16000), language="en")
+    assert [s.tokens for s in first.segments] == [s.tokens for s in second.segments]
+
+
+def test_language_detection_picks_a_known_language(tiny_bundle):
+    m = EdgeALM.load(tiny_bundle, threads=1)
+    r = m.transcribe((np.random.default_rng(2).standard_normal(16000) * 0.1, 16000), language=None)
+    assert r.language in m.manifest.tokens.languages
