@@ -29,7 +29,7 @@ def main() -> None:
             f"first token {t['first_token_ms']:.0f} ms | {per_token:.1f} ms/token ({t['tokens']} tokens) | "
             f"total {t['total_ms']:.0f} ms (median {med:.0f}) | RTF {t['rtf']:.3f}"
         )
-    print("text:", best.text)
+        print(f"  text: {best.text}")
 
 
 if __name__ == "__main__":
