@@ -17,10 +17,12 @@ test: debian $(VENV)/.installed $(BUNDLE)/manifest.json
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
+# The side-by-side comparison (peers installed here); writes benchmarks/results/latest/.
 bench: debian $(VENV)/.installed $(BUNDLE)/manifest.json
+	@command -v flite >/dev/null && command -v sox >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite sox >/dev/null)
 	$(PY) -m pip install -q -e ".[bench]"
-	$(PY) -m benchmarks.quick --threads $(THREADS)
-	$(PY) -m benchmarks.vs_faster_whisper --threads $(THREADS)
+	$(PY) -m benchmarks.compare --threads 1 2 --repeats 3 --out benchmarks/results/latest
 
 # Debian packages: espeak-ng (speech for the demo and tests), libsndfile (audio I/O).
 debian:

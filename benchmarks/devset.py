@@ -1,7 +1,7 @@
-"""A small dev set of synthetic speech with exact reference text (espeak-ng, flite when present).
+"""The benchmark dev set: synthetic speech with exact reference text (espeak-ng and flite),
+noisy copies, no-speech clips and one long clip. Generated, never hand-made.
 
-Separate sentences from the test suite's, so window and decoding choices are not tuned on
-the tests. Clips join 1-5 sentences to span about 2-15 s.
+Its sentences differ from the test suite's, so decoding choices are not tuned on the tests.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
 
 SENTENCES = [
     "A small robot cleaned the kitchen floor.",
@@ -37,7 +41,16 @@ SENTENCES = [
     "Remember to lock the door when you go out.",
     "The students listened carefully to the teacher.",
     "My phone battery is almost empty.",
+    "The bakery on the corner sells warm bread every morning.",
+    "We planted tomatoes and beans in the back garden.",
+    "The bus was full so we decided to walk home.",
+    "Her sister works as a nurse at the city hospital.",
+    "Write your name at the top of the page.",
+    "The lake froze completely during the cold night.",
+    "He reads the newspaper while eating breakfast.",
+    "The shop will be closed for repairs next week.",
 ]
+DEFAULT_DIR = Path("benchmarks/data/clips")
 ESPEAK_VOICES = ["en-us+f3", "en-us+klatt2", "en-us+m1", "en-gb"]
 FLITE_VOICES = ["slt", "rms"]
 
@@ -50,8 +63,50 @@ def synth(engine: str, voice: str, text: str, path: Path) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def build(out: Path, n_clips: int = 24) -> list[dict]:
-    """Write clips and `index.json` into `out`; return the index."""
+def _read16k(path: Path) -> np.ndarray:
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return soxr.resample(x.mean(axis=1), sr, 16000).astype(np.float32) if sr != 16000 else x.mean(axis=1)
+
+
+def _pink_noise(n: int, seed: int, tmp: Path) -> np.ndarray:
+    """Pink noise from sox when present (numpy white noise otherwise)."""
+    if shutil.which("sox"):
+        path = tmp / f"noise{seed}.wav"
+        subprocess.run(
+            [
+                "sox",
+                "-n",
+                "-r",
+                "16000",
+                "-c",
+                "1",
+                str(path),
+                "synth",
+                f"{n / 16000 + 0.1:.2f}",
+                "pinknoise",
+                "vol",
+                "0.5",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return _read16k(path)[:n]
+    return np.random.default_rng(seed).standard_normal(n).astype(np.float32) * 0.1
+
+
+def _mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    ps, pn = np.mean(speech**2), np.mean(noise**2)
+    out = speech + noise * np.sqrt(ps / (pn * 10 ** (snr_db / 10)))
+    return (out / max(1.0, np.abs(out).max())).astype(np.float32)
+
+
+def build(out: Path, n_clips: int = 40) -> list[dict]:
+    """Write 16 kHz clips and `index.json` into `out` (once); return the index.
+
+    Kinds: `clean` (n_clips TTS clips of 1-5 sentences), `noisy` (5 clean clips mixed with
+    pink noise at 10 and 0 dB SNR), `nospeech` (silence, noise, beeps; reference ""),
+    `long` (one clip over 60 s).
+    """
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "index.json"
     if index_path.is_file():
@@ -59,22 +114,54 @@ def build(out: Path, n_clips: int = 24) -> list[dict]:
     voices = [("espeak-ng", v) for v in ESPEAK_VOICES]
     if shutil.which("flite"):
         voices += [("flite", v) for v in FLITE_VOICES]
-    index, s = [], 0
+    tmp = out / "tmp"
+    tmp.mkdir(exist_ok=True)
+    index: list[dict] = []
+
+    def add(name: str, audio: np.ndarray, text: str, kind: str, source: str) -> None:
+        sf.write(out / name, audio, 16000, subtype="PCM_16")
+        index.append(
+            {"file": name, "text": text, "kind": kind, "source": source, "duration": round(len(audio) / 16000, 3)}
+        )
+
+    s = 0
     for i in range(n_clips):
-        k = (1, 2, 3, 5)[i % 4]  # sentences per clip
+        k = (1, 2, 3, 5, 1)[i % 5]  # sentences per clip
         text = " ".join(SENTENCES[(s + j) % len(SENTENCES)] for j in range(k))
         s += k
         engine, voice = voices[i % len(voices)]
-        path = out / f"clip{i:02d}.wav"
-        synth(engine, voice, text, path)
-        index.append({"file": path.name, "text": text, "engine": engine, "voice": voice})
+        synth(engine, voice, text, tmp / "t.wav")
+        add(f"clean{i:02d}.wav", _read16k(tmp / "t.wav"), text, "clean", f"{engine} {voice}")
+    for j, snr in enumerate((10, 0, 10, 0, 10)):
+        src = index[j * 3 + 1]
+        x, _ = sf.read(str(out / src["file"]), dtype="float32")
+        add(
+            f"noisy{j}_{snr}dB.wav",
+            _mix(x, _pink_noise(len(x), j, tmp), snr),
+            src["text"],
+            "noisy",
+            f"{src['source']} + pink noise {snr} dB",
+        )
+    t = np.arange(16000 * 4) / 16000
+    add("nospeech_silence.wav", np.zeros(16000 * 4, np.float32), "", "nospeech", "digital silence")
+    add("nospeech_noise.wav", _pink_noise(16000 * 4, 9, tmp) * 0.3, "", "nospeech", "pink noise")
+    beeps = 0.3 * np.sin(2 * np.pi * 1000 * t) * (np.sin(2 * np.pi * t) > 0)
+    add("nospeech_beeps.wav", beeps.astype(np.float32), "", "nospeech", "1 kHz beeps")
+    parts, texts = [], []
+    for j in range(17):
+        engine, voice = voices[j % len(voices)]
+        synth(engine, voice, SENTENCES[j], tmp / "t.wav")
+        parts += [_read16k(tmp / "t.wav"), np.zeros(12000, np.float32)]
+        texts.append(SENTENCES[j])
+    add("long.wav", np.concatenate(parts), " ".join(texts), "long", "espeak-ng/flite sentences joined")
+    shutil.rmtree(tmp)
     index_path.write_text(json.dumps(index, indent=1))
     return index
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--out", type=Path, default=Path(".cache/devset"))
+    p.add_argument("--out", type=Path, default=DEFAULT_DIR)
     args = p.parse_args()
     print(len(build(args.out)), "clips in", args.out)
 

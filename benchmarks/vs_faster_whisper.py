@@ -13,7 +13,7 @@ from pathlib import Path
 import jiwer
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from benchmarks.devset import build
+from benchmarks.devset import DEFAULT_DIR, build
 from edge_alm import EdgeALM
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="models/whisper-base-int8")
     p.add_argument("--ct2", default=".cache/whisper-base-ct2", help="faster-whisper model dir (same weights)")
-    p.add_argument("--devset", type=Path, default=Path(".cache/devset"))
+    p.add_argument("--devset", type=Path, default=DEFAULT_DIR)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()

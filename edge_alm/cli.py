@@ -90,6 +90,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge_alm.bench import format_summary, run_bench
+
+    summary = run_bench(args.model, args.clips, args.threads, args.repeats, args.window, args.beam)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        for r in summary["rows"]:
+            print(f"{r['file']:28s} {r['duration']:6.2f} s  {r['wall_ms']:7.0f} ms  {r['text'][:60]}")
+        print(format_summary(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-alm", description="On-device speech recognition on ONNX graphs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -107,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a bundle")
     i.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     i.set_defaults(func=_cmd_info)
+    b = sub.add_parser("bench", help="latency/accuracy of one bundle on a clips directory (device install only)")
+    b.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    b.add_argument("--clips", default="benchmarks/data/clips", help="directory of clips (+ optional index.json)")
+    b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--repeats", type=int, default=1)
+    b.add_argument("--window", choices=("auto", "30s"), default="auto")
+    b.add_argument("--beam", type=int, default=1)
+    b.add_argument("--json", action="store_true", help="print the full result as JSON")
+    b.set_defaults(func=_cmd_bench)
     e = sub.add_parser("export", help="build a bundle (needs the export extra)")
     e.add_argument("family", choices=("whisper",))
     e.add_argument(

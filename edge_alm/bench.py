@@ -1,0 +1,93 @@
+"""`edge-alm bench`: the edge-alm part of the benchmark with only the device install, for
+boards (Raspberry Pi class) where torch and the peer engines are not installed.
+
+Clips come from a directory of audio files; reference texts are read from the dev set's
+`index.json` when present (WER is printed when jiwer and whisper-normalizer are installed).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+from edge_alm.errors import EdgeALMError
+
+AUDIO_EXT = (".wav", ".flac", ".ogg")
+
+
+def _wer(refs: list[str], hyps: list[str]) -> float | None:
+    try:
+        import jiwer
+        from whisper_normalizer.english import EnglishTextNormalizer
+    except ImportError:
+        return None
+    n = EnglishTextNormalizer()
+    pairs = [(n(r), n(h)) for r, h in zip(refs, hyps) if n(r)]
+    return 100 * jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]) if pairs else None
+
+
+def run_bench(
+    model_dir: str, clips_dir: str, threads: int, repeats: int = 1, window: str = "auto", beam: int = 1
+) -> dict:
+    from edge_alm.model import EdgeALM
+
+    d = Path(clips_dir)
+    if not d.is_dir():
+        raise EdgeALMError(f"{d}: clips directory not found")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in AUDIO_EXT)
+    if not files:
+        raise EdgeALMError(f"{d}: no .wav/.flac/.ogg clips")
+    refs = {}
+    if (d / "index.json").is_file():
+        refs = {c["file"]: c["text"] for c in json.loads((d / "index.json").read_text())}
+    t0 = time.perf_counter()
+    model = EdgeALM.load(model_dir, threads=threads)
+    load_s = time.perf_counter() - t0
+    model.transcribe(files[0], window=window, beam_size=beam)  # warm-up
+    rows = []
+    for f in files:
+        runs = [model.transcribe(f, window=window, beam_size=beam) for _ in range(repeats)]
+        best = min(runs, key=lambda r: r.timings["total_ms"])
+        t = best.timings
+        rows.append(
+            {
+                "file": f.name,
+                "duration": best.duration,
+                "text": best.text,
+                "wall_ms": t["total_ms"],
+                "median_ms": statistics.median(r.timings["total_ms"] for r in runs),
+                "encoder_ms": t["encoder_ms"],
+                "first_token_ms": t["first_token_ms"],
+                "decoder_ms": t["decoder_ms"],
+                "tokens": t["tokens"],
+            }
+        )
+    audio = sum(r["duration"] for r in rows)
+    wall = sum(r["wall_ms"] for r in rows) / 1000
+    with_ref = [r for r in rows if r["file"] in refs]
+    return {
+        "model": model_dir,
+        "threads": threads,
+        "clips": len(rows),
+        "audio_s": audio,
+        "wall_s": wall,
+        "rtf": wall / max(audio, 1e-9),
+        "load_s": load_s,
+        "encoder_ms_mean": statistics.mean(r["encoder_ms"] for r in rows),
+        "first_token_ms_mean": statistics.mean(r["first_token_ms"] for r in rows),
+        "ms_per_token": sum(r["decoder_ms"] for r in rows) / max(1, sum(r["tokens"] for r in rows)),
+        "wer": _wer([refs[r["file"]] for r in with_ref], [r["text"] for r in with_ref]) if with_ref else None,
+        "rows": rows,
+    }
+
+
+def format_summary(s: dict) -> str:
+    wer = f"{s['wer']:.1f} %" if s["wer"] is not None else "n/a (no references, or jiwer/whisper-normalizer missing)"
+    return (
+        f"{s['clips']} clips, {s['audio_s']:.1f} s audio, {s['threads']} thread(s): wall {s['wall_s']:.2f} s, "
+        f"RTF {s['rtf']:.3f}, load {s['load_s']:.1f} s\n"
+        f"encoder {s['encoder_ms_mean']:.0f} ms/clip, first token {s['first_token_ms_mean']:.0f} ms, "
+        f"{s['ms_per_token']:.1f} ms/token, WER {wer}"
+    )
