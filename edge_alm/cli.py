@@ -103,6 +103,47 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_listen(args: argparse.Namespace) -> int:
+    from edge_alm.listen import EventPrinter, run_listen
+    from edge_alm.model import EdgeALM
+    from edge_alm.runtime.stream import StreamOptions
+    from edge_alm.sources import FileSource, MicrophoneSource
+
+    if args.input:
+        source = FileSource(args.input, chunk_s=args.chunk, realtime=args.realtime)
+    else:
+        source = MicrophoneSource(args.device, chunk_s=args.chunk)
+    model = EdgeALM.load(args.model, threads=args.threads)
+    opts = StreamOptions(min_silence_s=args.min_silence, partial_interval_s=args.partial_interval)
+    stream = model.stream(opts, language=args.language)
+    printer = EventPrinter(args.format)
+    if not args.input and args.format == "text":
+        print("listening (Ctrl-C to stop)...", file=sys.stderr)
+    run_listen(stream, source, printer)
+    st = stream.stats
+    if st.dropped_samples:
+        print(
+            f"warning: dropped {st.dropped_samples} samples in {st.dropped_chunks} chunks "
+            f"({'; '.join(sorted(set(st.problems)))})",
+            file=sys.stderr,
+        )
+    if args.stats:
+        print(printer.stats_line(), file=sys.stderr)
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from edge_alm.sources import input_devices
+
+    devices = input_devices()
+    if not devices:
+        print("no audio input devices found; `edge-alm listen --input FILE --realtime` replays a file instead")
+        return 1
+    for d in devices:
+        print(f"{d['index']:3d}  {d['name']}  ({d['channels']} ch, {d['rate']:.0f} Hz)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-alm", description="On-device speech recognition on ONNX graphs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -120,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a bundle")
     i.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     i.set_defaults(func=_cmd_info)
+    li = sub.add_parser("listen", help="live transcription from the microphone (or a file in real time)")
+    li.add_argument("--model", default=DEFAULT_MODEL)
+    li.add_argument("--device", default=None, help="input device index or name (see `edge-alm devices`)")
+    li.add_argument("--input", help="replay this audio file instead of the microphone")
+    li.add_argument("--realtime", action="store_true", help="with --input: deliver audio at real-time pace")
+    li.add_argument("--format", choices=("text", "jsonl"), default="text")
+    li.add_argument("--chunk", type=float, default=0.1, help="seconds of audio per chunk from the source")
+    li.add_argument("--min-silence", type=float, default=0.4, help="seconds of silence that end an utterance")
+    li.add_argument("--partial-interval", type=float, default=0.5, help="seconds between partial results")
+    li.add_argument("--language", default="en")
+    li.add_argument("--threads", type=int, default=0)
+    li.add_argument("--stats", action="store_true", help="print end-of-speech-to-final median and p95 at exit")
+    li.set_defaults(func=_cmd_listen)
+    dv = sub.add_parser("devices", help="list audio input devices")
+    dv.set_defaults(func=_cmd_devices)
     b = sub.add_parser("bench", help="latency/accuracy of one bundle on a clips directory (device install only)")
     b.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     b.add_argument("--clips", default="benchmarks/data/clips", help="directory of clips (+ optional index.json)")

@@ -11,11 +11,12 @@ from edge_alm.audio import AudioInput, load_audio
 from edge_alm.runtime.manifest import Manifest, load_manifest
 from edge_alm.runtime.seq2seq import Seq2SeqModel
 from edge_alm.runtime.session import GraphSession, SessionConfig
+from edge_alm.runtime.stream import Final, Partial, Stream, StreamOptions
 from edge_alm.runtime.tokenizer import TextTokenizer
 from edge_alm.runtime.transcribe import Segment, TranscribeOptions, Transcriber, Transcription
 from edge_alm.runtime.vad import EnergyVAD, SileroVAD
 
-__all__ = ["EdgeALM", "Segment", "TranscribeOptions", "Transcription"]
+__all__ = ["EdgeALM", "Final", "Partial", "Segment", "Stream", "StreamOptions", "TranscribeOptions", "Transcription"]
 
 
 class EdgeALM:
@@ -34,6 +35,7 @@ class EdgeALM:
             )
         else:
             vad = EnergyVAD(sample_rate=manifest.features.sample_rate)
+        self.vad = vad
         self.transcriber = Transcriber(self.model, self.tokenizer, vad)
 
     @classmethod
@@ -45,6 +47,14 @@ class EdgeALM:
     @property
     def sample_rate(self) -> int:
         return self.manifest.features.sample_rate
+
+    def stream(self, options: StreamOptions | None = None, **overrides) -> Stream:
+        """A new streaming session (one per audio source); the model is shared.
+
+        Keyword overrides set TranscribeOptions fields used for partials and finals.
+        """
+        topts = replace(TranscribeOptions(), **overrides)
+        return Stream(self.transcriber, self.vad.stepper(), options or StreamOptions(), topts)
 
     def transcribe(self, audio: AudioInput, options: TranscribeOptions | None = None, **overrides) -> Transcription:
         """Transcribe a path, bytes, (samples, sample_rate) or 16 kHz samples.

@@ -9,7 +9,8 @@ PRECISIONS = ("fp32", "int8", "int4")
 
 
 def quantize_graph(src: Path, dst: Path, precision: str) -> Path:
-    """fp32: copy; int8: dynamic (MatMul and Gather weights); int4: weight-only MatMulNBits."""
+    """fp32: copy; int8: dynamic (MatMul and Gather weights); int4: weight-only MatMulNBits and
+    GatherBlockQuantized (block 32, symmetric)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}, expected one of {PRECISIONS}")
     if precision == "fp32":
@@ -30,7 +31,15 @@ def quantize_graph(src: Path, dst: Path, precision: str) -> Path:
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
         model = onnx.load(str(src))
-        q = MatMulNBitsQuantizer(model, block_size=32, is_symmetric=True, accuracy_level=4)
+        # Gather too: the token embedding becomes GatherBlockQuantized (else it stays fp32)
+        q = MatMulNBitsQuantizer(
+            model,
+            block_size=32,
+            is_symmetric=True,
+            accuracy_level=4,
+            op_types_to_quantize=("MatMul", "Gather"),
+            quant_axes=(("MatMul", 0), ("Gather", 1)),
+        )
         q.process()
         onnx.save(q.model.model, str(dst))
     return dst

@@ -21,16 +21,27 @@ class SileroVAD:
 
     def speech_probs(self, samples: np.ndarray) -> np.ndarray:
         """Speech probability of each 32 ms chunk, shape (len // 512,)."""
-        state = np.zeros((2, 1, 128), np.float32)
-        sr = np.array(self.sample_rate, dtype=np.int64)
+        step = self.stepper()
         n = len(samples) // CHUNK
-        x = np.concatenate([np.zeros(CONTEXT, np.float32), samples[: n * CHUNK].astype(np.float32)])
-        out = np.empty(n, np.float32)
-        for i in range(n):
-            window = x[i * CHUNK : i * CHUNK + CONTEXT + CHUNK][None]  # (1, 576)
-            p, state = self.session.run({"input": window, "state": state, "sr": sr})
-            out[i] = p[0, 0]
-        return out
+        return np.array([step(samples[i * CHUNK : (i + 1) * CHUNK]) for i in range(n)], np.float32)
+
+    def stepper(self) -> SileroStepper:
+        """A stateful per-stream scorer of consecutive 512-sample chunks."""
+        return SileroStepper(self.session, self.sample_rate)
+
+
+class SileroStepper:
+    def __init__(self, session: GraphSession, sample_rate: int) -> None:
+        self.session = session
+        self.state = np.zeros((2, 1, 128), np.float32)
+        self.context = np.zeros(CONTEXT, np.float32)
+        self.sr = np.array(sample_rate, dtype=np.int64)
+
+    def __call__(self, chunk: np.ndarray) -> float:
+        window = np.concatenate([self.context, chunk.astype(np.float32)])[None]  # (1, 576)
+        p, self.state = self.session.run({"input": window, "state": self.state, "sr": self.sr})
+        self.context = window[0, -CONTEXT:]
+        return float(p[0, 0])
 
 
 class EnergyVAD:
@@ -42,8 +53,12 @@ class EnergyVAD:
 
     def speech_probs(self, samples: np.ndarray) -> np.ndarray:
         n = len(samples) // CHUNK
-        if n == 0:
-            return np.zeros(0, np.float32)
-        x = samples[: n * CHUNK].reshape(n, CHUNK).astype(np.float64)
-        db = 10 * np.log10(np.maximum((x**2).mean(axis=1), 1e-20))
-        return (db > self.threshold_db).astype(np.float32)
+        step = self.stepper()
+        return np.array([step(samples[i * CHUNK : (i + 1) * CHUNK]) for i in range(n)], np.float32)
+
+    def stepper(self):
+        def step(chunk: np.ndarray) -> float:
+            db = 10 * np.log10(max(float(np.mean(chunk.astype(np.float64) ** 2)), 1e-20))
+            return 1.0 if db > self.threshold_db else 0.0
+
+        return step

@@ -15,6 +15,7 @@ def test_int8_and_int4_decoders_export_and_run(tiny_hf, tmp_path):
 
     ops = {n.op_type for n in onnx.load(str(out / "decoder.onnx")).graph.node}
     assert "MatMulNBits" in ops  # the untied output projection is quantized too
+    assert "GatherBlockQuantized" in ops  # and so is the token embedding
     r = EdgeALM.load(out, threads=1).transcribe((np.random.default_rng(0).standard_normal(16000) * 0.1, 16000))
     assert isinstance(r.text, str)
 

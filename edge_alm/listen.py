@@ -1,0 +1,71 @@
+"""`edge-alm listen`: live transcription from the microphone or a file replayed in real time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+from typing import TextIO
+
+from edge_alm.runtime.stream import Final, Partial, Stream
+
+
+class EventPrinter:
+    """text: partials rewrite one terminal line, finals get their own; jsonl: one object per event."""
+
+    def __init__(self, fmt: str, out: TextIO = sys.stdout) -> None:
+        self.fmt, self.out = fmt, out
+        self.tty = out.isatty()
+        self.latencies: list[float] = []
+
+    def __call__(self, event: Partial | Final) -> None:
+        if isinstance(event, Final):
+            self.latencies.append(event.end_of_speech_to_final_ms)
+        if self.fmt == "jsonl":
+            row = {"type": "final" if isinstance(event, Final) else "partial", "text": event.text}
+            if isinstance(event, Final):
+                row.update(
+                    start=round(event.start, 3),
+                    end=round(event.end, 3),
+                    end_of_speech_to_final_ms=round(event.end_of_speech_to_final_ms, 1),
+                )
+            else:
+                row.update(stable=event.stable, start=round(event.start, 3))
+            print(json.dumps(row, ensure_ascii=False), file=self.out, flush=True)
+            return
+        if isinstance(event, Partial):
+            if self.tty:  # one live line, rewritten in place
+                width = shutil.get_terminal_size((100, 20)).columns - 4
+                text = event.text[-width:] if len(event.text) > width else event.text
+                print(f"\r\x1b[K... {text}", end="", file=self.out, flush=True)
+            return
+        clear = "\r\x1b[K" if self.tty else ""
+        print(f"{clear}[{event.start:7.2f} -> {event.end:7.2f}] {event.text}", file=self.out, flush=True)
+
+    def stats_line(self) -> str:
+        lat = sorted(self.latencies)
+        if not lat:
+            return "no finals"
+        p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
+        return f"{len(lat)} finals; end of speech to final: median {statistics.median(lat):.0f} ms, p95 {p95:.0f} ms"
+
+
+def run_listen(stream: Stream, source, printer: EventPrinter) -> None:
+    reported = 0
+    try:
+        for chunk in source.chunks():
+            stream.accept_waveform(chunk, source.sample_rate)
+            if source.dropped_samples > reported:  # audio the source lost before we saw it
+                stream.report_dropped(source.dropped_samples - reported)
+                reported = source.dropped_samples
+            for e in stream.events():
+                printer(e)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+    stream.finish()
+    for e in stream.events():
+        printer(e)
