@@ -148,7 +148,8 @@ class Stream:
         buf = np.concatenate([self._pending, x]) if len(self._pending) else x
         n = len(buf) // CHUNK
         for i in range(n):
-            self._chunk(buf[i * CHUNK : (i + 1) * CHUNK])
+            # copies: the caller (or soxr) may reuse the buffer these samples arrived in
+            self._chunk(buf[i * CHUNK : (i + 1) * CHUNK].copy())
         self._pending = buf[n * CHUNK :].copy()
 
     # -- the VAD state machine ----------------------------------------------
@@ -191,7 +192,8 @@ class Stream:
             r = self.tr.transcribe(np.concatenate(self._utt), self.topts)
             self._candidate = (len(self._utt), r.text)
             self._since_partial = 0
-            self._emit_partial(r.text)
+            if self.opts.partial_interval_s:
+                self._emit_partial(r.text)
         elif (
             self.opts.partial_interval_s
             and self._since_partial * chunk_s >= self.opts.partial_interval_s
