@@ -10,30 +10,40 @@ DEMO_TEXT := Edge inference runs speech recognition on small devices, without a 
 
 .PHONY: demo test lint bench debian venv bundle clean
 
+# Debian packages: espeak-ng (speech for the demo and tests), libsndfile (audio I/O),
+# PortAudio (microphone); tests add PulseAudio and ALSA's pulse plugin for a virtual microphone.
+DEMO_PKGS := espeak-ng libsndfile1 libportaudio2
+TEST_PKGS := $(DEMO_PKGS) pulseaudio pulseaudio-utils libasound2-plugins
+
+demo: PKGS := $(DEMO_PKGS)
 demo: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(SAMPLE)
 	$(VENV)/bin/edge-alm transcribe $(SAMPLE) --threads $(THREADS) --timings
+	@echo "--- the same clip streamed at real-time pace, as from a microphone:"
+	$(VENV)/bin/edge-alm listen --input $(SAMPLE) --realtime --threads $(THREADS) --stats
 
+test: PKGS := $(TEST_PKGS)
 test: debian $(VENV)/.installed $(BUNDLE)/manifest.json
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # The side-by-side comparison (peers installed here); writes benchmarks/results/latest/.
+bench: PKGS := $(TEST_PKGS) flite sox
 bench: debian $(VENV)/.installed $(BUNDLE)/manifest.json
-	@command -v flite >/dev/null && command -v sox >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite sox >/dev/null)
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m benchmarks.compare --threads 1 2 --repeats 3 --out benchmarks/results/latest
 
-# Debian packages: espeak-ng (speech for the demo and tests), libsndfile (audio I/O).
+PKGS ?= $(TEST_PKGS)
 debian:
-	@if ! command -v espeak-ng >/dev/null || ! ldconfig -p | grep -q libsndfile.so.1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng libsndfile1 >/dev/null; \
+	@missing=$$(for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[export,default-model,dev]"
+	$(PY) -m pip install -q -e ".[export,default-model,dev,mic]"
 	touch $@
 
 $(BUNDLE)/manifest.json: | $(VENV)/.installed
