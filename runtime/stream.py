@@ -198,6 +198,7 @@ class Stream:
             self.opts.partial_interval_s
             and self._since_partial * chunk_s >= self.opts.partial_interval_s
             and len(self._utt) * chunk_s >= self.opts.first_partial_s
+            and not self._silence  # speech paused: the speculative final decode is due, keep the CPU for it
         ):
             self._partial()
 
