@@ -34,7 +34,7 @@ SENTENCES = [
 VOICES = ["en-us+f3", "en-us+klatt2"]
 
 
-def tiny_whisper_dir(out: Path, **overrides) -> Path:
+def tiny_whisper_dir(out: Path, seed: int = 0, **overrides) -> Path:
     """A randomly initialised small Whisper with the real tokenizer and special ids."""
     import torch
     from edge_alm.export.whisper_weights import (
@@ -67,7 +67,7 @@ def tiny_whisper_dir(out: Path, **overrides) -> Path:
         bos_token_id=gen["eos_token_id"],
     )
     cfg.update(overrides)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(WhisperConfig(**cfg))
     model.save_pretrained(out)
     (out / "generation_config.json").write_text(json.dumps(gen))

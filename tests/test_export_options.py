@@ -33,3 +33,17 @@ def test_language_detection_picks_a_known_language(tiny_bundle):
     m = EdgeALM.load(tiny_bundle, threads=1)
     r = m.transcribe((np.random.default_rng(2).standard_normal(16000) * 0.1, 16000), language=None)
     assert r.language in m.manifest.tokens.languages
+
+
+def test_quantization_check_catches_a_wrong_graph(tiny_bundle, tmp_path):
+    """Graphs of another model stand in for a broken quantizer: the check must refuse them."""
+    import pytest
+    from conftest import tiny_whisper_dir
+    from edge_alm.export.whisper_export import MIN_QUANT_COSINE, check_quantized
+
+    other = build_whisper_bundle(tiny_whisper_dir(tmp_path / "hf", seed=1), tmp_path / "b", quantize="fp32")
+    same = (tiny_bundle / "encoder.onnx", tiny_bundle / "decoder.onnx")
+    sot = load_manifest(tiny_bundle).tokens.sot
+    assert check_quantized(same, same, sot, MIN_QUANT_COSINE) > 0.999
+    with pytest.raises(RuntimeError, match="drift from fp32"):
+        check_quantized(same, (other / "encoder.onnx", other / "decoder.onnx"), sot, MIN_QUANT_COSINE)
