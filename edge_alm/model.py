@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_alm.audio import AudioInput, load_audio
+from edge_alm.runtime.blockdecoder import BlockDecoderModel
 from edge_alm.runtime.manifest import Manifest, load_manifest
 from edge_alm.runtime.seq2seq import Seq2SeqModel
 from edge_alm.runtime.session import GraphSession, SessionConfig
@@ -24,7 +25,10 @@ class EdgeALM:
 
     def __init__(self, manifest: Manifest, session_config: SessionConfig) -> None:
         self.manifest = manifest
-        self.model = Seq2SeqModel(manifest, session_config)
+        if manifest.kind == "blockdecoder":
+            self.model = BlockDecoderModel(manifest, session_config)
+        else:
+            self.model = Seq2SeqModel(manifest, session_config)
         self.tokenizer = TextTokenizer(manifest.path / manifest.tokenizer, manifest.tokens)
         if "vad" in manifest.graphs:
             vad = SileroVAD(

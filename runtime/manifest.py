@@ -16,8 +16,8 @@ from edge_alm.runtime.errors import BundleError
 
 FORMAT = "edge-alm-bundle"
 VERSION = 1
-KINDS = ("seq2seq",)
-GRAPHS_BY_KIND = {"seq2seq": ("encoder", "decoder")}
+KINDS = ("seq2seq", "blockdecoder")
+GRAPHS_BY_KIND = {"seq2seq": ("encoder", "decoder"), "blockdecoder": ("encoder", "text_encoder", "merger")}
 
 
 def sha256_file(path: Path) -> str:
@@ -71,7 +71,7 @@ class DecoderShape:
 @dataclass(frozen=True)
 class Manifest:
     path: Path  # the bundle directory
-    kind: str  # seq2seq
+    kind: str  # seq2seq | blockdecoder
     graphs: dict[str, GraphEntry]
     features: FeatureParams
     tokenizer: str  # tokenizer file name

@@ -18,7 +18,7 @@ from edge_alm.runtime.logit_filters import (
     log_softmax,
     suppress_ids,
 )
-from edge_alm.runtime.manifest import Manifest
+from edge_alm.runtime.manifest import Manifest, SpecialTokens
 from edge_alm.runtime.session import GraphSession, SessionConfig
 
 
@@ -47,6 +47,17 @@ class DecodeResult:
     @property
     def avg_logprob(self) -> float:
         return self.sum_logprob / (len(self.tokens) + 1)
+
+
+def filter_logits(
+    logits: np.ndarray, generated: list[list[int]], opts: DecodeOptions, special: SpecialTokens, suppress: np.ndarray
+) -> None:
+    """Whisper's logit rules for the next token of every row, in place."""
+    if opts.suppress:
+        apply_suppress(logits, suppress)
+        apply_begin_suppress(logits, special, len(generated[0]))
+    if opts.timestamps:
+        apply_timestamp_rules(logits, generated, special, max_timestamp=opts.max_timestamp)
 
 
 @dataclass
@@ -89,11 +100,7 @@ class Seq2SeqModel:
         return logits
 
     def _filter(self, logits: np.ndarray, generated: list[list[int]], opts: DecodeOptions) -> None:
-        if opts.suppress:
-            apply_suppress(logits, self._suppress)
-            apply_begin_suppress(logits, self.special, len(generated[0]))
-        if opts.timestamps:
-            apply_timestamp_rules(logits, generated, self.special, max_timestamp=opts.max_timestamp)
+        filter_logits(logits, generated, opts, self.special, self._suppress)
 
     def _no_speech_prob(self, logits: np.ndarray, prompt: list[int]) -> float:
         if self.special.no_speech is None or self.special.sot not in prompt:

@@ -105,6 +105,8 @@ class Transcriber:
         return result
 
     def _detect_language(self, cross) -> str:
+        if not hasattr(self.model, "step"):
+            raise ValueError("language detection needs a seq2seq bundle; pass a language")
         s = self.model.special
         cache_logits = self.model.step(np.array([[s.sot]]), _fresh_cache(self.model), cross)[0, -1]
         codes = list(s.languages)

@@ -1,0 +1,185 @@
+"""BlockDecoder in PyTorch: a text-only *text encoder* plus a small *Merger*.
+
+Wiring (this project's definition, after the BlockDecoder paper, NeurIPS 2025):
+- Text encoder: the first `n_text` Whisper decoder layers without their cross-attention
+  (causal self-attention + feed-forward over text tokens only), then a LayerNorm. Its state
+  at position t summarises tokens 0..t.
+- Merger: the last `n_merger` Whisper decoder layers. Each: causal self-attention over the
+  tokens of the current block; cross-attention over [text states of the prefix ; audio
+  states] (audio K/V use the layer's Whisper projections, frozen, so the Whisper encoder
+  graph's cross K/V serve as they are; text K/V have their own projections); feed-forward.
+  Token embedding, position table and output projection are Whisper's (tied).
+- Decoding a block that starts at position s: the Merger reads x[s-1], then its own outputs,
+  at positions s-1, s, ... and predicts x[s], x[s+1], ... up to K tokens, with the text
+  context fixed to states 0..s-1. Then the text encoder runs once on the K new tokens.
+- Training runs every position in one pass: with block starts drawn at random, Merger
+  query i (block start b(i)) sees Merger inputs b(i)..i and text states < b(i). One model
+  serves any K up to the largest block length seen in training.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NEG = float("-inf")
+
+
+def _heads(x: torch.Tensor, h: int) -> torch.Tensor:
+    b, t, c = x.shape
+    return x.view(b, t, h, c // h).transpose(1, 2)  # (B, H, T, Dh)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    b, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * d)  # (B, T, C)
+
+
+def attend(q, k, v, mask=None):
+    w = q @ k.transpose(-1, -2)
+    if mask is not None:
+        w = w + mask
+    return torch.softmax(w, dim=-1) @ v
+
+
+class TextLayer(nn.Module):
+    def __init__(self, whisper_layer: nn.Module, n_heads: int) -> None:
+        super().__init__()
+        w = whisper_layer
+        self.n_heads = n_heads
+        self.ln1, self.ln2 = copy.deepcopy(w.self_attn_layer_norm), copy.deepcopy(w.final_layer_norm)
+        self.q, self.k, self.v = (copy.deepcopy(getattr(w.self_attn, n)) for n in ("q_proj", "k_proj", "v_proj"))
+        self.o = copy.deepcopy(w.self_attn.out_proj)
+        self.fc1, self.fc2 = copy.deepcopy(w.fc1), copy.deepcopy(w.fc2)
+        self.scale = w.self_attn.scaling
+
+    def forward(self, x, past_k=None, past_v=None, mask=None):
+        h = self.ln1(x)
+        q = _heads(self.q(h) * self.scale, self.n_heads)
+        k, v = _heads(self.k(h), self.n_heads), _heads(self.v(h), self.n_heads)
+        if past_k is not None:
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        x = x + self.o(_merge(attend(q, k, v, mask)))
+        x = x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        return x, k, v
+
+
+class MergerLayer(nn.Module):
+    def __init__(self, whisper_layer: nn.Module, n_heads: int) -> None:
+        super().__init__()
+        w = whisper_layer
+        self.self_part = TextLayer(w, n_heads)  # self-attention + FFN weights (FFN applied last)
+        self.ln_x = copy.deepcopy(w.encoder_attn_layer_norm)
+        c = w.encoder_attn
+        self.cq, self.co = copy.deepcopy(c.q_proj), copy.deepcopy(c.out_proj)
+        self.audio_k, self.audio_v = copy.deepcopy(c.k_proj), copy.deepcopy(c.v_proj)  # frozen
+        self.text_k, self.text_v = copy.deepcopy(c.k_proj), copy.deepcopy(c.v_proj)
+        for p in (*self.audio_k.parameters(), *self.audio_v.parameters()):
+            p.requires_grad_(False)
+        self.n_heads = n_heads
+        self.scale = c.scaling
+
+    def text_kv(self, text_states):
+        return _heads(self.text_k(text_states), self.n_heads), _heads(self.text_v(text_states), self.n_heads)
+
+    def audio_kv(self, audio_states):
+        return _heads(self.audio_k(audio_states), self.n_heads), _heads(self.audio_v(audio_states), self.n_heads)
+
+    def forward(self, x, ctx_k, ctx_v, past_k=None, past_v=None, self_mask=None, ctx_mask=None):
+        s = self.self_part
+        h = s.ln1(x)
+        q = _heads(s.q(h) * s.scale, self.n_heads)
+        k, v = _heads(s.k(h), self.n_heads), _heads(s.v(h), self.n_heads)
+        if past_k is not None:
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        x = x + s.o(_merge(attend(q, k, v, self_mask)))
+        q = _heads(self.cq(self.ln_x(x)) * self.scale, self.n_heads)
+        x = x + self.co(_merge(attend(q, ctx_k, ctx_v, ctx_mask)))
+        x = x + s.fc2(F.gelu(s.fc1(s.ln2(x))))
+        return x, k, v
+
+
+class BlockDecoder(nn.Module):
+    """Text encoder + Merger built from a Hugging Face Whisper decoder (weights copied)."""
+
+    def __init__(self, whisper: nn.Module, n_text: int, n_merger: int | None = None) -> None:
+        super().__init__()
+        dec = whisper.model.decoder
+        layers = list(dec.layers)
+        n_merger = n_merger if n_merger is not None else len(layers) - n_text
+        if n_text < 1 or n_merger < 1 or n_text + n_merger > len(layers):
+            raise ValueError(f"split {n_text}+{n_merger} does not fit a {len(layers)}-layer decoder")
+        h = whisper.config.decoder_attention_heads
+        self.n_heads = h
+        self.embed = copy.deepcopy(dec.embed_tokens)
+        self.pos = copy.deepcopy(dec.embed_positions)
+        self.text_layers = nn.ModuleList(TextLayer(layer, h) for layer in layers[:n_text])
+        self.text_norm = nn.LayerNorm(whisper.config.d_model)
+        self.merger_layers = nn.ModuleList(MergerLayer(layer, h) for layer in layers[len(layers) - n_merger :])
+        self.out_norm = copy.deepcopy(dec.layer_norm)
+        # which Whisper decoder layers the Merger came from: their cross K/V are the audio K/V
+        self.merger_source_layers = list(range(len(layers) - n_merger, len(layers)))
+
+    def text_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, T, C), causal."""
+        t = tokens.shape[1]
+        x = self.embed(tokens) + self.pos.weight[:t]
+        mask = torch.full((t, t), NEG).triu(1)
+        for layer in self.text_layers:
+            x, _, _ = layer(x, mask=mask)
+        return self.text_norm(x)
+
+    def merger_logits(self, text: torch.Tensor, audio: torch.Tensor, inputs: torch.Tensor, offset: int):
+        """Logits for Merger inputs `inputs` (B, N) at positions offset.., text context `text` (B, P, C)."""
+        n = inputs.shape[1]
+        x = self.embed(inputs) + self.pos.weight[offset : offset + n]
+        mask = torch.full((n, n), NEG).triu(1)
+        for layer in self.merger_layers:
+            tk, tv = layer.text_kv(text)
+            ak, av = layer.audio_kv(audio)
+            x, _, _ = layer(x, torch.cat([tk, ak], 2), torch.cat([tv, av], 2), self_mask=mask)
+        return self.out_norm(x) @ self.embed.weight.t()
+
+    @torch.no_grad()
+    def greedy(self, audio: torch.Tensor, prompt: list[int], block: int, max_new: int, eot: int) -> list[int]:
+        """Reference block decoding by full recomputation (no caches): the parity oracle."""
+        seq = list(prompt)
+        out: list[int] = []
+        while len(out) < max_new:
+            s = len(seq)
+            text = self.text_states(torch.tensor([seq]))
+            inputs = [seq[-1]]
+            for _ in range(block):
+                logits = self.merger_logits(text, audio, torch.tensor([inputs]), s - 1)[0, -1]
+                tok = int(logits.argmax())
+                if tok == eot:
+                    return out
+                out.append(tok)
+                inputs.append(tok)
+                if len(out) >= max_new:
+                    return out
+            seq += inputs[1:]
+        return out
+
+    def forward(self, audio: torch.Tensor, tokens: torch.Tensor, block_starts: list[int]) -> torch.Tensor:
+        """Training pass: logits (B, T, V) where row i predicts tokens[:, i] for i >= block_starts[0]."""
+        t = tokens.shape[1]
+        text = self.text_states(tokens)  # (B, T, C)
+        inputs = torch.cat([tokens[:, :1], tokens[:, :-1]], dim=1)  # Merger input at i is x[i-1]
+        x = self.embed(inputs) + self.pos.weight[torch.clamp(torch.arange(t) - 1, min=0)]
+        starts = torch.tensor(sorted(block_starts))
+        b = starts[torch.clamp(torch.searchsorted(starts, torch.arange(t), right=True) - 1, min=0)]  # b(i)
+        j = torch.arange(t)
+        b = torch.minimum(b, j)  # rows before the first block (the prompt) see only themselves
+        self_mask = torch.where((j[None] >= b[:, None]) & (j[None] <= j[:, None]), 0.0, NEG)
+        text_ok = j[None] < b[:, None]  # text states before the block
+        s_audio = audio.shape[1]
+        ctx_mask = torch.cat([torch.where(text_ok, 0.0, NEG), torch.zeros(t, s_audio)], dim=1)
+        for layer in self.merger_layers:
+            tk, tv = layer.text_kv(text)
+            ak, av = layer.audio_kv(audio)
+            x, _, _ = layer(x, torch.cat([tk, ak], 2), torch.cat([tv, av], 2), self_mask=self_mask, ctx_mask=ctx_mask)
+        return self.out_norm(x) @ self.embed.weight.t()
