@@ -132,20 +132,28 @@ class BlockDecoder(nn.Module):
             x, _, _ = layer(x, mask=mask)
         return self.text_norm(x)
 
-    def merger_logits(self, text: torch.Tensor, audio: torch.Tensor, inputs: torch.Tensor, offset: int):
+    def audio_kv(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder states (B, S, C) -> every Merger layer's audio K/V, each (Lm, B, H, S, Dh)."""
+        kv = [layer.audio_kv(audio) for layer in self.merger_layers]
+        return torch.stack([k for k, _ in kv]), torch.stack([v for _, v in kv])
+
+    def merger_logits(self, text: torch.Tensor, audio_kv, inputs: torch.Tensor, offset: int):
         """Logits for Merger inputs `inputs` (B, N) at positions offset.., text context `text` (B, P, C)."""
         n = inputs.shape[1]
         x = self.embed(inputs) + self.pos.weight[offset : offset + n]
         mask = torch.full((n, n), NEG).triu(1)
-        for layer in self.merger_layers:
+        for i, layer in enumerate(self.merger_layers):
             tk, tv = layer.text_kv(text)
-            ak, av = layer.audio_kv(audio)
+            ak, av = audio_kv[0][i], audio_kv[1][i]
             x, _, _ = layer(x, torch.cat([tk, ak], 2), torch.cat([tv, av], 2), self_mask=mask)
         return self.out_norm(x) @ self.embed.weight.t()
 
     @torch.no_grad()
-    def greedy(self, audio: torch.Tensor, prompt: list[int], block: int, max_new: int, eot: int) -> list[int]:
+    def greedy(
+        self, audio: torch.Tensor | None, prompt: list[int], block: int, max_new: int, eot: int, audio_kv=None
+    ) -> list[int]:
         """Reference block decoding by full recomputation (no caches): the parity oracle."""
+        audio_kv = audio_kv if audio_kv is not None else self.audio_kv(audio)
         seq = list(prompt)
         out: list[int] = []
         while len(out) < max_new:
@@ -153,7 +161,7 @@ class BlockDecoder(nn.Module):
             text = self.text_states(torch.tensor([seq]))
             inputs = [seq[-1]]
             for _ in range(block):
-                logits = self.merger_logits(text, audio, torch.tensor([inputs]), s - 1)[0, -1]
+                logits = self.merger_logits(text, audio_kv, torch.tensor([inputs]), s - 1)[0, -1]
                 tok = int(logits.argmax())
                 if tok == eot:
                     return out
@@ -164,8 +172,18 @@ class BlockDecoder(nn.Module):
             seq += inputs[1:]
         return out
 
-    def forward(self, audio: torch.Tensor, tokens: torch.Tensor, block_starts: list[int]) -> torch.Tensor:
-        """Training pass: logits (B, T, V) where row i predicts tokens[:, i] for i >= block_starts[0]."""
+    def forward(
+        self,
+        audio: torch.Tensor | None,
+        tokens: torch.Tensor,
+        block_starts: list[int],
+        audio_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Training pass: logits (B, T, V) where row i predicts tokens[:, i] for i >= block_starts[0].
+
+        audio: encoder states (B, S, C); or audio_kv: the Merger layers' audio K/V, each
+        (Lm, B, H, S, Dh), as the Whisper encoder graph returns them (cached for training).
+        """
         t = tokens.shape[1]
         text = self.text_states(tokens)  # (B, T, C)
         inputs = torch.cat([tokens[:, :1], tokens[:, :-1]], dim=1)  # Merger input at i is x[i-1]
@@ -176,10 +194,10 @@ class BlockDecoder(nn.Module):
         b = torch.minimum(b, j)  # rows before the first block (the prompt) see only themselves
         self_mask = torch.where((j[None] >= b[:, None]) & (j[None] <= j[:, None]), 0.0, NEG)
         text_ok = j[None] < b[:, None]  # text states before the block
-        s_audio = audio.shape[1]
+        s_audio = audio.shape[1] if audio_kv is None else audio_kv[0].shape[3]
         ctx_mask = torch.cat([torch.where(text_ok, 0.0, NEG), torch.zeros(t, s_audio)], dim=1)
-        for layer in self.merger_layers:
+        for i, layer in enumerate(self.merger_layers):
             tk, tv = layer.text_kv(text)
-            ak, av = layer.audio_kv(audio)
+            ak, av = layer.audio_kv(audio) if audio_kv is None else (audio_kv[0][i], audio_kv[1][i])
             x, _, _ = layer(x, torch.cat([tk, ak], 2), torch.cat([tv, av], 2), self_mask=self_mask, ctx_mask=ctx_mask)
         return self.out_norm(x) @ self.embed.weight.t()

@@ -1,0 +1,157 @@
+"""Blockify + distil: initialise a BlockDecoder from Whisper and train it on the teacher's
+pseudo-labels (see blockdecoder_data.py). Resumable, with progress, ETA and held-out WER.
+
+Trained: the text encoder layers and norm, the Merger (except its frozen audio K/V
+projections) and the output norm. Frozen: token and position embeddings (tied output).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from edge_alm.export.blockdecoder_data import load_corpus
+from edge_alm.export.blockdecoder_model import BlockDecoder
+from tqdm import tqdm
+
+PROMPT_LEN = 3  # <|startoftranscript|> <|en|> <|transcribe|>
+
+
+def trainable(bd: BlockDecoder) -> list[torch.nn.Parameter]:
+    for p in (*bd.embed.parameters(), *bd.pos.parameters()):
+        p.requires_grad_(False)
+    return [p for p in bd.parameters() if p.requires_grad]
+
+
+def _batch(rows: list[dict], corpus: Path, eot: int):
+    t = max(len(r["tokens"]) for r in rows)
+    tokens = torch.full((len(rows), t), eot, dtype=torch.long)
+    mask = torch.zeros(len(rows), t, dtype=torch.bool)
+    ks, vs = [], []
+    for i, r in enumerate(rows):
+        tokens[i, : len(r["tokens"])] = torch.tensor(r["tokens"])
+        mask[i, PROMPT_LEN : len(r["tokens"])] = True
+        z = np.load(corpus / r["file"])
+        ks.append(torch.from_numpy(z["k"].astype(np.float32)))
+        vs.append(torch.from_numpy(z["v"].astype(np.float32)))
+    return tokens, mask, (torch.stack(ks, 1), torch.stack(vs, 1))  # audio K/V (Lm, B, H, S, Dh)
+
+
+def random_block_starts(t: int, max_block: int, rng: random.Random) -> list[int]:
+    starts, s = [], PROMPT_LEN
+    while s < t:
+        starts.append(s)
+        s += rng.randint(1, max_block)
+    return starts
+
+
+def evaluate(bd: BlockDecoder, rows: list[dict], corpus: Path, tokenizer, eot: int, block: int) -> dict:
+    import jiwer
+
+    bd.eval()
+    hyps, refs = [], []
+    for r in rows:
+        z = np.load(corpus / r["file"])
+        kv = (
+            torch.from_numpy(z["k"].astype(np.float32))[:, None],
+            torch.from_numpy(z["v"].astype(np.float32))[:, None],
+        )
+        out = bd.greedy(None, r["tokens"][:PROMPT_LEN], block, len(r["tokens"]) + 8, eot, audio_kv=kv)
+        hyps.append(tokenizer.decode(out).strip().lower())
+        refs.append(r["teacher"].lower())
+    bd.train()
+    pairs = [(a, b) for a, b in zip(refs, hyps) if a.strip()]
+    return {
+        "wer_vs_teacher": 100 * jiwer.wer([a for a, _ in pairs], [b for _, b in pairs]),
+        "examples": list(zip(refs, hyps))[:3],
+    }
+
+
+def train(
+    whisper_dir: str | Path,
+    corpus: str | Path,
+    out: str | Path,
+    n_text: int = 4,
+    n_merger: int = 2,
+    steps: int = 2000,
+    batch: int = 16,
+    lr: float = 3e-4,
+    max_block: int = 8,
+    eval_every: int = 200,
+    held_out: int = 40,
+    seed: int = 0,
+) -> Path:
+    from edge_alm.runtime.manifest import SpecialTokens  # noqa: F401  (documentation of the ids used)
+    from transformers import WhisperForConditionalGeneration
+
+    out, corpus = Path(out), Path(corpus)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    whisper = WhisperForConditionalGeneration.from_pretrained(str(whisper_dir), attn_implementation="eager").eval()
+    eot = whisper.config.eos_token_id
+    bd = BlockDecoder(whisper, n_text, n_merger)
+    params = trainable(bd)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    step = 0
+    ckpt = out / "checkpoint.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        bd.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    rows = load_corpus(corpus)
+    rng = random.Random(seed + step)
+    held, train_rows = rows[:held_out], rows[held_out:]
+    tok = _tokenizer(whisper_dir)
+    sched = lambda s: min(1.0, (s + 1) / 100) * max(0.1, 1 - s / steps)  # noqa: E731  warmup, linear decay
+    log = open(out / "log.jsonl", "a")
+    bar = tqdm(total=steps, initial=step, desc="distil", unit="step")
+    t0, losses = time.time(), []
+    while step < steps:
+        rows_b = rng.sample(train_rows, min(batch, len(train_rows)))
+        tokens, mask, kv = _batch(rows_b, corpus, eot)
+        starts = random_block_starts(tokens.shape[1], max_block, rng)
+        logits = bd(None, tokens, starts, audio_kv=kv)  # (B, T, V)
+        loss = torch.nn.functional.cross_entropy(logits[mask], tokens[mask])
+        for g in opt.param_groups:
+            g["lr"] = lr * sched(step)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        losses.append(float(loss))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        bar.update()
+        if step % eval_every == 0 or step == steps:
+            ev = evaluate(bd, held, corpus, tok, eot, block=4)
+            row = {
+                "step": step,
+                "loss": float(np.mean(losses[-eval_every:])),
+                "elapsed_s": round(time.time() - t0),
+                **ev,
+            }
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            tqdm.write(f"step {step}: loss {row['loss']:.3f}, held-out WER vs teacher {ev['wer_vs_teacher']:.1f} %")
+            torch.save({"model": bd.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+    bar.close()
+    return out
+
+
+def _tokenizer(whisper_dir):
+    from tokenizers import Tokenizer
+
+    class _Tok:
+        def __init__(self, t, eot):
+            self.t, self.eot = t, eot
+
+        def decode(self, ids):
+            return self.t.decode([i for i in ids if i < self.eot])
+
+    t = Tokenizer.from_file(str(Path(whisper_dir) / "tokenizer.json"))
+    return _Tok(t, t.token_to_id("<|endoftext|>"))
