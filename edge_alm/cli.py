@@ -66,7 +66,42 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_blockdecoder(args: argparse.Namespace) -> int:
+    try:
+        import torch
+        from transformers import WhisperForConditionalGeneration
+
+        from edge_alm.export.blockdecoder_data import build_corpus
+        from edge_alm.export.blockdecoder_export import build_blockdecoder_bundle
+        from edge_alm.export.blockdecoder_model import BlockDecoder
+        from edge_alm.export.blockdecoder_train import train
+        from edge_alm.export.whisper_weights import default_whisper_base
+    except ImportError as e:
+        raise EdgeALMError(
+            f"export needs the export extra ({e.name} missing): pip install 'edge-alm[export]'"
+        ) from None
+    n_text, n_merger = (int(x) for x in args.split.split("+"))
+    hf = default_whisper_base(Path(args.cache)) if args.whisper == "default" else Path(args.whisper)
+    work = Path(args.work)
+    from edge_alm.runtime.manifest import load_manifest
+
+    n_layers = load_manifest(args.teacher).decoder.n_layers  # the Merger takes the last n_merger layers
+    build_corpus(args.teacher, work / "corpus", args.clips, layers=list(range(n_layers - n_merger, n_layers)))
+    train(
+        hf, work / "corpus", work / f"train-{n_text}+{n_merger}", n_text, n_merger, steps=args.steps, batch=args.batch
+    )
+    whisper = WhisperForConditionalGeneration.from_pretrained(str(hf), attn_implementation="eager").eval()
+    bd = BlockDecoder(whisper, n_text, n_merger)
+    state = torch.load(work / f"train-{n_text}+{n_merger}" / "checkpoint.pt", weights_only=False)["model"]
+    bd.load_state_dict(state, strict=False)
+    build_blockdecoder_bundle(whisper, bd, hf, args.out, block_size=args.block_size, quantize=args.quantize)
+    print(args.out)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.family == "blockdecoder":
+        return _cmd_export_blockdecoder(args)
     try:
         from edge_alm.export.whisper_export import build_whisper_bundle
         from edge_alm.export.whisper_weights import default_whisper_base
@@ -186,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the full result as JSON")
     b.set_defaults(func=_cmd_bench)
     e = sub.add_parser("export", help="build a bundle (needs the export extra)")
-    e.add_argument("family", choices=("whisper",))
+    e.add_argument("family", choices=("whisper", "blockdecoder"))
     e.add_argument(
         "--source",
         default="default",
@@ -197,6 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--no-vad", action="store_true", help="do not ship Silero VAD (energy gate instead)")
     e.add_argument("--cache", default=".cache", help="where converted default weights are kept")
+    bd = e.add_argument_group("blockdecoder (distilled from a whisper teacher bundle)")
+    bd.add_argument("--teacher", default="models/whisper-base-int8", help="whisper bundle that labels the audio")
+    bd.add_argument("--whisper", default="default", help="HF Whisper dir the student is initialised from")
+    bd.add_argument("--split", default="4+2", help="text-encoder + Merger layers")
+    bd.add_argument("--block-size", type=int, default=4, help="K stored in the manifest (callers may change it)")
+    bd.add_argument("--clips", type=int, default=2000, help="training clips to synthesise and label")
+    bd.add_argument("--steps", type=int, default=3000)
+    bd.add_argument("--batch", type=int, default=16)
+    bd.add_argument("--work", default=".cache/blockdecoder", help="corpus and checkpoints (resumable)")
     e.set_defaults(func=_cmd_export)
     return p
 
