@@ -16,7 +16,7 @@ DEFAULT_MODEL = "models/whisper-base-int8"
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     from edge_alm.model import EdgeALM
 
-    model = EdgeALM.load(args.model, threads=args.threads)
+    model = EdgeALM.load(args.model, threads=args.threads, block_size=args.block_size)
     language = None if args.language == "auto" else args.language
     opts = {"beam_size": args.beam, "window": args.window, "language": language, "task": args.task}
     failed = 0
@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--language", default="en", help="language code, or 'auto' to detect it")
     t.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
     t.add_argument("--timings", action="store_true", help="print timings to stderr")
+    t.add_argument("--block-size", type=int, default=None, help="K for a blockdecoder bundle (default: its own)")
     t.set_defaults(func=_cmd_transcribe)
     i = sub.add_parser("info", help="describe a bundle")
     i.add_argument("model", nargs="?", default=DEFAULT_MODEL)

@@ -23,10 +23,10 @@ __all__ = ["EdgeALM", "Final", "Partial", "Segment", "Stream", "StreamOptions", 
 class EdgeALM:
     """One loaded bundle: sessions and tokenizer, shared by every transcription."""
 
-    def __init__(self, manifest: Manifest, session_config: SessionConfig) -> None:
+    def __init__(self, manifest: Manifest, session_config: SessionConfig, block_size: int | None = None) -> None:
         self.manifest = manifest
         if manifest.kind == "blockdecoder":
-            self.model = BlockDecoderModel(manifest, session_config)
+            self.model = BlockDecoderModel(manifest, session_config, block_size)
         else:
             self.model = Seq2SeqModel(manifest, session_config)
         self.tokenizer = TextTokenizer(manifest.path / manifest.tokenizer, manifest.tokens)
@@ -43,10 +43,18 @@ class EdgeALM:
         self.transcriber = Transcriber(self.model, self.tokenizer, vad)
 
     @classmethod
-    def load(cls, bundle: str | Path, threads: int = 0, verify: bool = True, cache_optimized: bool = True) -> EdgeALM:
-        """Load a bundle directory. threads=0 lets onnxruntime use every core."""
+    def load(
+        cls,
+        bundle: str | Path,
+        threads: int = 0,
+        verify: bool = True,
+        cache_optimized: bool = True,
+        block_size: int | None = None,
+    ) -> EdgeALM:
+        """Load a bundle directory. threads=0 lets onnxruntime use every core; block_size
+        overrides a blockdecoder bundle's K."""
         manifest = load_manifest(bundle, verify=verify)
-        return cls(manifest, SessionConfig(threads=threads, cache_optimized=cache_optimized))
+        return cls(manifest, SessionConfig(threads=threads, cache_optimized=cache_optimized), block_size)
 
     @property
     def sample_rate(self) -> int:

@@ -78,7 +78,8 @@ def test_training_forward_matches_block_decoding(tiny):
 
 def test_blockdecoder_bundle_through_the_api(tiny):
     _, _, bundle, _, _, _ = tiny
-    m = EdgeALM.load(bundle, threads=1)
+    m = EdgeALM.load(bundle, threads=1, block_size=2)
+    assert m.model.block_size == 2
     r = m.transcribe((np.random.default_rng(1).standard_normal(16000 * 2).astype(np.float32) * 0.1, 16000))
     assert isinstance(r.text, str) and m.manifest.kind == "blockdecoder"
     with pytest.raises(ValueError, match="beam search is not implemented"):
