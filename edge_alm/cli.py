@@ -94,7 +94,10 @@ def _cmd_export_blockdecoder(args: argparse.Namespace) -> int:
     bd = BlockDecoder(whisper, n_text, n_merger)
     state = torch.load(work / f"train-{n_text}+{n_merger}" / "checkpoint.pt", weights_only=False)["model"]
     bd.load_state_dict(state, strict=False)
-    build_blockdecoder_bundle(whisper, bd, hf, args.out, block_size=args.block_size, quantize=args.quantize)
+    from edge_alm.export.vad_asset import silero_vad_onnx
+
+    vad = None if args.no_vad else silero_vad_onnx(Path(args.cache))
+    build_blockdecoder_bundle(whisper, bd, hf, args.out, block_size=args.block_size, quantize=args.quantize, vad=vad)
     print(args.out)
     return 0
 

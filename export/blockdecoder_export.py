@@ -97,8 +97,10 @@ def build_blockdecoder_bundle(
     out: str | Path,
     block_size: int = 4,
     quantize: str = "int8",
+    vad: Path | None = None,
 ) -> Path:
-    """Export `bd` (built on `whisper`, whose directory holds tokenizer and generation config)."""
+    """Export `bd` (built on `whisper`, whose directory holds tokenizer and generation config);
+    `vad`: a silero_vad.onnx to ship in the bundle."""
     out, whisper_dir = Path(out), Path(whisper_dir)
     out.mkdir(parents=True, exist_ok=True)
     whisper_tokenizer_json(whisper_dir / "tokenizer.json", out / "tokenizer.json")
@@ -108,13 +110,17 @@ def build_blockdecoder_bundle(
         paths = export_blockdecoder_graphs(whisper, bd, Path(tmp), untie=quantize != "fp32")
         for src in paths.values():
             quantize_graph(src, out / src.name, quantize)
+    graphs = {n: {"file": f"{n}.onnx", "precision": quantize} for n in paths}
+    if vad is not None:
+        shutil.copy(vad, out / "vad.onnx")
+        graphs["vad"] = {"file": "vad.onnx", "precision": "fp32"}
     cfg = whisper.config
     write_manifest(
         out,
         {
             "kind": "blockdecoder",
             "source": str(whisper_dir),
-            "graphs": {n: {"file": f"{n}.onnx", "precision": quantize} for n in paths},
+            "graphs": graphs,
             "features": {
                 "sample_rate": 16000,
                 "n_fft": 400,
