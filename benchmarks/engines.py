@@ -64,14 +64,13 @@ class _HFBase:
         from tokenizers import Tokenizer
         from transformers import WhisperFeatureExtractor
 
-        import edge_alm.audio as audio
-
         self.fe = WhisperFeatureExtractor()
         self.tok = Tokenizer.from_file(str(Path(spec["hf"]) / "tokenizer.json"))
-        self.load_audio = audio.load_audio
 
     def _features(self, path: str):
-        x = self.load_audio(path)
+        from edge_alm.audio import load_audio
+
+        x = load_audio(path)
         return self.fe(x, sampling_rate=16000, return_tensors="pt").input_features
 
     def _result(self, ids) -> dict:

@@ -66,64 +66,38 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export_blockdecoder(args: argparse.Namespace) -> int:
-    try:
-        import torch
-        from transformers import WhisperForConditionalGeneration
-
-        from edge_alm.export.blockdecoder_data import build_corpus
-        from edge_alm.export.blockdecoder_export import build_blockdecoder_bundle
-        from edge_alm.export.blockdecoder_model import BlockDecoder
-        from edge_alm.export.blockdecoder_train import train
-        from edge_alm.export.whisper_weights import default_whisper_base
-    except ImportError as e:
-        raise EdgeALMError(
-            f"export needs the export extra ({e.name} missing): pip install 'edge-alm[export]'"
-        ) from None
-    n_text, n_merger = (int(x) for x in args.split.split("+"))
-    hf = default_whisper_base(Path(args.cache)) if args.whisper == "default" else Path(args.whisper)
-    work = Path(args.work)
-    from edge_alm.runtime.manifest import load_manifest
-
-    n_layers = load_manifest(args.teacher).decoder.n_layers  # the Merger takes the last n_merger layers
-    build_corpus(args.teacher, work / "corpus", args.clips, layers=list(range(n_layers - n_merger, n_layers)))
-    train(
-        hf, work / "corpus", work / f"train-{n_text}+{n_merger}", n_text, n_merger, steps=args.steps, batch=args.batch
-    )
-    whisper = WhisperForConditionalGeneration.from_pretrained(str(hf), attn_implementation="eager").eval()
-    bd = BlockDecoder(whisper, n_text, n_merger)
-    state = torch.load(work / f"train-{n_text}+{n_merger}" / "checkpoint.pt", weights_only=False)["model"]
-    bd.load_state_dict(state, strict=False)
-    from edge_alm.export.vad_asset import silero_vad_onnx
-
-    vad = None if args.no_vad else silero_vad_onnx(Path(args.cache))
-    build_blockdecoder_bundle(whisper, bd, hf, args.out, block_size=args.block_size, quantize=args.quantize, vad=vad)
-    print(args.out)
-    return 0
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
-    if args.family == "blockdecoder":
-        return _cmd_export_blockdecoder(args)
-    try:
+    try:  # every export path needs torch and transformers
+        from edge_alm.export.blockdecoder_train import distil_and_export
+        from edge_alm.export.vad_asset import silero_vad_onnx
         from edge_alm.export.whisper_export import build_whisper_bundle
-        from edge_alm.export.whisper_weights import default_whisper_base
+        from edge_alm.export.whisper_weights import convert_ct2_to_hf, default_whisper_base
     except ImportError as e:
         hint = "pip install 'edge-alm[export]'"
         raise EdgeALMError(f"export needs the export extra ({e.name} missing): {hint}") from None
-    source = args.source
-    if source == "default":
-        source = default_whisper_base(Path(args.cache))
-    elif (Path(source) / "model.bin").is_file():  # a CTranslate2 directory
-        from edge_alm.export.whisper_weights import convert_ct2_to_hf
-
-        source = convert_ct2_to_hf(Path(source), Path(args.cache) / (Path(source).name + "-hf"))
-    vad = None
-    if not args.no_vad:
-        from edge_alm.export.vad_asset import silero_vad_onnx
-
-        vad = silero_vad_onnx(Path(args.cache))
-    build_whisper_bundle(source, args.out, quantize=args.quantize, decoder_quantize=args.decoder_quantize, vad=vad)
+    vad = None if args.no_vad else silero_vad_onnx(Path(args.cache))
+    if args.family == "blockdecoder":
+        hf = default_whisper_base(Path(args.cache)) if args.whisper == "default" else Path(args.whisper)
+        distil_and_export(
+            args.teacher,
+            hf,
+            args.work,
+            args.out,
+            split=args.split,
+            clips=args.clips,
+            steps=args.steps,
+            batch=args.batch,
+            block_size=args.block_size,
+            quantize=args.quantize,
+            vad=vad,
+        )
+    else:
+        source = args.source
+        if source == "default":
+            source = default_whisper_base(Path(args.cache))
+        elif (Path(source) / "model.bin").is_file():  # a CTranslate2 directory
+            source = convert_ct2_to_hf(Path(source), Path(args.cache) / (Path(source).name + "-hf"))
+        build_whisper_bundle(source, args.out, quantize=args.quantize, decoder_quantize=args.decoder_quantize, vad=vad)
     print(args.out)
     return 0
 

@@ -1,13 +1,5 @@
-"""The errors edge-alm raises on bad input; each message is one line naming the problem."""
+"""The errors edge-alm raises (defined in edge_alm.runtime.errors)."""
 
+from edge_alm.runtime.errors import AudioError, BundleError, EdgeALMError
 
-class EdgeALMError(Exception):
-    """Base class: anything the CLI reports as one line and a non-zero exit."""
-
-
-class BundleError(EdgeALMError):
-    """A model bundle is missing a file, has a corrupt graph, or an unknown manifest version."""
-
-
-class AudioError(EdgeALMError):
-    """Audio could not be read or holds invalid samples (NaN/Inf, wrong shape)."""
+__all__ = ["AudioError", "BundleError", "EdgeALMError"]

@@ -87,7 +87,7 @@ def build_corpus(teacher_bundle: str | Path, out: str | Path, n_clips: int, laye
             text = sentences[i]
             crng = random.Random(seed * 1_000_003 + i)
             audio = synth(text, crng, Path(tmp))[: int(MAX_SECONDS * 16000)]
-            win = tr._window_samples(len(audio), TranscribeOptions())
+            win = tr.window_samples(len(audio), TranscribeOptions())
             cross = m.encode(log_mel(audio, tr.params, n_samples=win))
             r = m.decode(
                 cross,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,25 +10,11 @@ import torch
 from edge_alm.export.blockdecoder_graphs import MergerGraph, TextEncoderGraph
 from edge_alm.export.blockdecoder_model import BlockDecoder
 from edge_alm.export.quantize import quantize_graph
-from edge_alm.export.whisper_export import OPSET, _tokens_section
+from edge_alm.export.whisper_export import common_sections, export_onnx, with_vad
 from edge_alm.export.whisper_graphs import WhisperEncoderGraph
 from edge_alm.export.whisper_weights import whisper_tokenizer_json
 from edge_alm.runtime.manifest import write_manifest
 from torch import nn
-
-
-def _export(module, args, path, inputs, outputs, axes) -> None:
-    with torch.no_grad():
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_axes=axes,
-            opset_version=OPSET,
-            dynamo=False,
-        )
 
 
 def export_blockdecoder_graphs(whisper: nn.Module, bd: BlockDecoder, out: Path, untie: bool) -> dict[str, Path]:
@@ -40,7 +25,7 @@ def export_blockdecoder_graphs(whisper: nn.Module, bd: BlockDecoder, out: Path, 
     enc.dec_layers = nn.ModuleList(whisper.model.decoder.layers[i] for i in bd.merger_source_layers)
     paths = {n: out / f"{n}.onnx" for n in ("encoder", "text_encoder", "merger")}
     cross = {1: "batch", 3: "audio_positions"}
-    _export(
+    export_onnx(
         enc,
         (torch.randn(1, cfg.num_mel_bins, 200),),
         paths["encoder"],
@@ -51,7 +36,7 @@ def export_blockdecoder_graphs(whisper: nn.Module, bd: BlockDecoder, out: Path, 
     past, present = {1: "batch", 3: "past"}, {1: "batch", 3: "past_plus_new"}
     new = {1: "batch", 3: "new"}
     z = torch.zeros(lt, 1, h, 2, dh)
-    _export(
+    export_onnx(
         TextEncoderGraph(bd),
         (torch.tensor([[1, 2, 3]]), z, z),
         paths["text_encoder"],
@@ -70,7 +55,7 @@ def export_blockdecoder_graphs(whisper: nn.Module, bd: BlockDecoder, out: Path, 
     zb = torch.zeros(lm, 1, h, 1, dh)
     ctx = torch.randn(lm, 1, h, 50, dh)
     ctx_axes = {1: "batch", 3: "context"}
-    _export(
+    export_onnx(
         MergerGraph(bd, untie),
         (torch.tensor([[4, 5]]), torch.tensor(3), zb, zb, ctx, ctx),
         paths["merger"],
@@ -111,33 +96,13 @@ def build_blockdecoder_bundle(
         for src in paths.values():
             quantize_graph(src, out / src.name, quantize)
     graphs = {n: {"file": f"{n}.onnx", "precision": quantize} for n in paths}
-    if vad is not None:
-        shutil.copy(vad, out / "vad.onnx")
-        graphs["vad"] = {"file": "vad.onnx", "precision": "fp32"}
-    cfg = whisper.config
     write_manifest(
         out,
         {
             "kind": "blockdecoder",
             "source": str(whisper_dir),
-            "graphs": graphs,
-            "features": {
-                "sample_rate": 16000,
-                "n_fft": 400,
-                "hop_length": 160,
-                "n_mels": cfg.num_mel_bins,
-                "chunk_seconds": 30,
-                "frames_per_position": 2,
-            },
-            "tokenizer": "tokenizer.json",
-            "tokens": _tokens_section(gen, out / "tokenizer.json"),
-            "decoder": {
-                "n_layers": len(bd.merger_layers),
-                "n_heads": cfg.decoder_attention_heads,
-                "head_dim": cfg.d_model // cfg.decoder_attention_heads,
-                "vocab_size": cfg.vocab_size,
-                "max_length": cfg.max_target_positions,
-            },
+            "graphs": with_vad(graphs, vad, out),
+            **common_sections(whisper.config, gen, out, n_layers=len(bd.merger_layers)),
             "extra": {
                 "block_size": block_size,
                 "text_layers": len(bd.text_layers),
@@ -146,5 +111,4 @@ def build_blockdecoder_bundle(
             },
         },
     )
-    shutil.rmtree(Path(out) / ".cache", ignore_errors=True)
     return out

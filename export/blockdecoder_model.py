@@ -23,26 +23,10 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from edge_alm.export.whisper_graphs import attend, merge_heads, split_heads
 from torch import nn
 
 NEG = float("-inf")
-
-
-def _heads(x: torch.Tensor, h: int) -> torch.Tensor:
-    b, t, c = x.shape
-    return x.view(b, t, h, c // h).transpose(1, 2)  # (B, H, T, Dh)
-
-
-def _merge(x: torch.Tensor) -> torch.Tensor:
-    b, h, t, d = x.shape
-    return x.transpose(1, 2).reshape(b, t, h * d)  # (B, T, C)
-
-
-def attend(q, k, v, mask=None):
-    w = q @ k.transpose(-1, -2)
-    if mask is not None:
-        w = w + mask
-    return torch.softmax(w, dim=-1) @ v
 
 
 class TextLayer(nn.Module):
@@ -56,15 +40,21 @@ class TextLayer(nn.Module):
         self.fc1, self.fc2 = copy.deepcopy(w.fc1), copy.deepcopy(w.fc2)
         self.scale = w.self_attn.scaling
 
-    def forward(self, x, past_k=None, past_v=None, mask=None):
+    def self_attend(self, x, past_k=None, past_v=None, mask=None):
+        """Causal self-attention with an optional cache; returns x and the extended K/V."""
         h = self.ln1(x)
-        q = _heads(self.q(h) * self.scale, self.n_heads)
-        k, v = _heads(self.k(h), self.n_heads), _heads(self.v(h), self.n_heads)
+        q = split_heads(self.q(h) * self.scale, self.n_heads)
+        k, v = split_heads(self.k(h), self.n_heads), split_heads(self.v(h), self.n_heads)
         if past_k is not None:
             k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-        x = x + self.o(_merge(attend(q, k, v, mask)))
-        x = x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
-        return x, k, v
+        return x + self.o(merge_heads(attend(q, k, v, mask))), k, v
+
+    def feed_forward(self, x):
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+    def forward(self, x, past_k=None, past_v=None, mask=None):
+        x, k, v = self.self_attend(x, past_k, past_v, mask)
+        return self.feed_forward(x), k, v
 
 
 class MergerLayer(nn.Module):
@@ -83,23 +73,18 @@ class MergerLayer(nn.Module):
         self.scale = c.scaling
 
     def text_kv(self, text_states):
-        return _heads(self.text_k(text_states), self.n_heads), _heads(self.text_v(text_states), self.n_heads)
+        return split_heads(self.text_k(text_states), self.n_heads), split_heads(self.text_v(text_states), self.n_heads)
 
     def audio_kv(self, audio_states):
-        return _heads(self.audio_k(audio_states), self.n_heads), _heads(self.audio_v(audio_states), self.n_heads)
+        return split_heads(self.audio_k(audio_states), self.n_heads), split_heads(
+            self.audio_v(audio_states), self.n_heads
+        )
 
     def forward(self, x, ctx_k, ctx_v, past_k=None, past_v=None, self_mask=None, ctx_mask=None):
-        s = self.self_part
-        h = s.ln1(x)
-        q = _heads(s.q(h) * s.scale, self.n_heads)
-        k, v = _heads(s.k(h), self.n_heads), _heads(s.v(h), self.n_heads)
-        if past_k is not None:
-            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-        x = x + s.o(_merge(attend(q, k, v, self_mask)))
-        q = _heads(self.cq(self.ln_x(x)) * self.scale, self.n_heads)
-        x = x + self.co(_merge(attend(q, ctx_k, ctx_v, ctx_mask)))
-        x = x + s.fc2(F.gelu(s.fc1(s.ln2(x))))
-        return x, k, v
+        x, k, v = self.self_part.self_attend(x, past_k, past_v, self_mask)
+        q = split_heads(self.cq(self.ln_x(x)) * self.scale, self.n_heads)
+        x = x + self.co(merge_heads(attend(q, ctx_k, ctx_v, ctx_mask)))
+        return self.self_part.feed_forward(x), k, v
 
 
 class BlockDecoder(nn.Module):

@@ -61,7 +61,7 @@ def evaluate(bd: BlockDecoder, rows: list[dict], corpus: Path, tokenizer, eot: i
             torch.from_numpy(z["v"].astype(np.float32))[:, None],
         )
         out = bd.greedy(None, r["tokens"][:PROMPT_LEN], block, len(r["tokens"]) + 8, eot, audio_kv=kv)
-        hyps.append(tokenizer.decode(out).strip().lower())
+        hyps.append(tokenizer.decode([t for t in out if t < eot]).strip().lower())  # text tokens only
         refs.append(r["teacher"].lower())
     bd.train()
     pairs = [(a, b) for a, b in zip(refs, hyps) if a.strip()]
@@ -86,6 +86,7 @@ def train(
     seed: int = 0,
 ) -> Path:
     from edge_alm.runtime.manifest import SpecialTokens  # noqa: F401  (documentation of the ids used)
+    from tokenizers import Tokenizer
     from transformers import WhisperForConditionalGeneration
 
     out, corpus = Path(out), Path(corpus)
@@ -106,7 +107,7 @@ def train(
     rows = load_corpus(corpus)
     rng = random.Random(seed + step)
     held, train_rows = rows[:held_out], rows[held_out:]
-    tok = _tokenizer(whisper_dir)
+    tok = Tokenizer.from_file(str(Path(whisper_dir) / "tokenizer.json"))
     sched = lambda s: min(1.0, (s + 1) / 100) * max(0.1, 1 - s / steps)  # noqa: E731  warmup, linear decay
     log = open(out / "log.jsonl", "a")
     bar = tqdm(total=steps, initial=step, desc="distil", unit="step")
@@ -143,15 +144,31 @@ def train(
     return out
 
 
-def _tokenizer(whisper_dir):
-    from tokenizers import Tokenizer
+def distil_and_export(
+    teacher: str | Path,
+    whisper_dir: str | Path,
+    work: str | Path,
+    out: str | Path,
+    split: str = "4+2",
+    clips: int = 2000,
+    steps: int = 3000,
+    batch: int = 16,
+    block_size: int = 4,
+    quantize: str = "int8",
+    vad: Path | None = None,
+) -> Path:
+    """The whole recipe: corpus (resumable), distillation (resumable), bundle from the last checkpoint."""
+    from edge_alm.export.blockdecoder_data import build_corpus
+    from edge_alm.export.blockdecoder_export import build_blockdecoder_bundle
+    from edge_alm.runtime.manifest import load_manifest
+    from transformers import WhisperForConditionalGeneration
 
-    class _Tok:
-        def __init__(self, t, eot):
-            self.t, self.eot = t, eot
-
-        def decode(self, ids):
-            return self.t.decode([i for i in ids if i < self.eot])
-
-    t = Tokenizer.from_file(str(Path(whisper_dir) / "tokenizer.json"))
-    return _Tok(t, t.token_to_id("<|endoftext|>"))
+    n_text, n_merger = (int(x) for x in split.split("+"))
+    work = Path(work)
+    n_layers = load_manifest(teacher).decoder.n_layers  # the Merger takes the last n_merger layers
+    build_corpus(teacher, work / "corpus", clips, layers=list(range(n_layers - n_merger, n_layers)))
+    run = train(whisper_dir, work / "corpus", work / f"train-{split}", n_text, n_merger, steps=steps, batch=batch)
+    whisper = WhisperForConditionalGeneration.from_pretrained(str(whisper_dir), attn_implementation="eager").eval()
+    bd = BlockDecoder(whisper, n_text, n_merger)
+    bd.load_state_dict(torch.load(run / "checkpoint.pt", weights_only=False)["model"], strict=False)
+    return build_blockdecoder_bundle(whisper, bd, whisper_dir, out, block_size=block_size, quantize=quantize, vad=vad)

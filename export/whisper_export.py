@@ -27,7 +27,7 @@ def load_hf_whisper(source: str | Path) -> torch.nn.Module:
     return model.float().eval()
 
 
-def _export(
+def export_onnx(
     module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic_axes: dict
 ) -> None:
     with torch.no_grad():
@@ -50,7 +50,7 @@ def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) ->
     # distinct axis names: onnxruntime assumes equal names mean equal sizes
     cross_axes = {1: "batch", 3: "audio_positions"}
     past_axes, present_axes = {1: "batch", 3: "past"}, {1: "batch", 3: "past_plus_new"}
-    _export(
+    export_onnx(
         WhisperEncoderGraph(model),
         (feats,),
         enc_path,
@@ -72,7 +72,7 @@ def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) ->
         "present_k": present_axes,
         "present_v": present_axes,
     }
-    _export(
+    export_onnx(
         WhisperDecoderGraph(model, untie_output),
         (torch.tensor([[1, 2, 3]]), past, past, cross, cross),
         dec_path,
@@ -157,6 +157,40 @@ def _tokens_section(gen: dict, tokenizer_path: Path) -> dict:
     }
 
 
+def with_vad(graphs: dict, vad: Path | None, out: Path) -> dict:
+    """Copy `vad` (a silero_vad.onnx) into the bundle and list it among the graphs."""
+    if vad is not None:
+        shutil.copy(vad, out / "vad.onnx")
+        graphs = {**graphs, "vad": {"file": "vad.onnx", "precision": "fp32"}}
+    return graphs
+
+
+def common_sections(cfg, gen: dict, out: Path, n_layers: int) -> dict:
+    """Manifest sections every Whisper-derived bundle shares: features, tokenizer, tokens, decoder.
+
+    n_layers: layers of the graph that holds the cross-attention (L of the cross K/V).
+    """
+    return {
+        "features": {
+            "sample_rate": 16000,
+            "n_fft": 400,
+            "hop_length": 160,
+            "n_mels": cfg.num_mel_bins,
+            "chunk_seconds": 30,
+            "frames_per_position": 2,
+        },
+        "tokenizer": "tokenizer.json",
+        "tokens": _tokens_section(gen, out / "tokenizer.json"),
+        "decoder": {
+            "n_layers": n_layers,
+            "n_heads": cfg.decoder_attention_heads,
+            "head_dim": cfg.d_model // cfg.decoder_attention_heads,
+            "vocab_size": cfg.vocab_size,
+            "max_length": cfg.max_target_positions,
+        },
+    }
+
+
 def build_whisper_bundle(
     source: str | Path,
     out: str | Path,
@@ -214,35 +248,15 @@ def build_whisper_bundle(
             )
             steps.set_postfix_str(f"quantized logits vs fp32: cosine {cos:.4f}")
         steps.update()
-    cfg = model.config
     graphs = {
         "encoder": {"file": "encoder.onnx", "precision": quantize},
         "decoder": {"file": "decoder.onnx", "precision": dec_q},
     }
-    if vad is not None:
-        shutil.copy(vad, out / "vad.onnx")
-        graphs["vad"] = {"file": "vad.onnx", "precision": "fp32"}
     manifest = {
         "kind": "seq2seq",
         "source": str(source),
-        "graphs": graphs,
-        "features": {
-            "sample_rate": 16000,
-            "n_fft": 400,
-            "hop_length": 160,
-            "n_mels": cfg.num_mel_bins,
-            "chunk_seconds": 30,
-            "frames_per_position": 2,
-        },
-        "tokenizer": "tokenizer.json",
-        "tokens": _tokens_section(gen, out / "tokenizer.json"),
-        "decoder": {
-            "n_layers": cfg.decoder_layers,
-            "n_heads": cfg.decoder_attention_heads,
-            "head_dim": cfg.d_model // cfg.decoder_attention_heads,
-            "vocab_size": cfg.vocab_size,
-            "max_length": cfg.max_target_positions,
-        },
+        "graphs": with_vad(graphs, vad, out),
+        **common_sections(model.config, gen, out, n_layers=model.config.decoder_layers),
         "extra": {
             "alignment_heads": gen.get("alignment_heads"),
             "kv_layout": {"self": "L,B,H,T,Dh", "cross": "L,B,H,S,Dh"},

@@ -18,17 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     b, t, c = x.shape
     return x.view(b, t, n_heads, c // n_heads).transpose(1, 2)  # (B, H, T, Dh)
 
 
-def _merge(x: torch.Tensor) -> torch.Tensor:
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
     b, h, t, d = x.shape
     return x.transpose(1, 2).reshape(b, t, h * d)  # (B, T, C)
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     # q is pre-scaled by Dh^-0.5, as in Hugging Face Whisper
     w = q @ k.transpose(-1, -2)  # (B, H, Tq, Tk)
     if mask is not None:
@@ -54,14 +54,14 @@ class WhisperEncoderGraph(nn.Module):
         for layer in e.layers:
             a = layer.self_attn
             h = layer.self_attn_layer_norm(x)
-            q = _heads(a.q_proj(h) * a.scaling, self.n_heads)
-            k, v = _heads(a.k_proj(h), self.n_heads), _heads(a.v_proj(h), self.n_heads)
-            x = x + a.out_proj(_merge(_attend(q, k, v, None)))
+            q = split_heads(a.q_proj(h) * a.scaling, self.n_heads)
+            k, v = split_heads(a.k_proj(h), self.n_heads), split_heads(a.v_proj(h), self.n_heads)
+            x = x + a.out_proj(merge_heads(attend(q, k, v, None)))
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(F.gelu(layer.fc1(h)))
         x = e.layer_norm(x)
-        ks = [_heads(layer.encoder_attn.k_proj(x), self.n_dec_heads) for layer in self.dec_layers]
-        vs = [_heads(layer.encoder_attn.v_proj(x), self.n_dec_heads) for layer in self.dec_layers]
+        ks = [split_heads(layer.encoder_attn.k_proj(x), self.n_dec_heads) for layer in self.dec_layers]
+        vs = [split_heads(layer.encoder_attn.v_proj(x), self.n_dec_heads) for layer in self.dec_layers]
         return torch.stack(ks), torch.stack(vs)  # (L, B, H, S, Dh) each
 
 
@@ -96,16 +96,16 @@ class WhisperDecoderGraph(nn.Module):
         for i, layer in enumerate(d.layers):
             a = layer.self_attn
             h = layer.self_attn_layer_norm(x)
-            q = _heads(a.q_proj(h) * a.scaling, self.n_heads)
-            k = torch.cat([self_k[i], _heads(a.k_proj(h), self.n_heads)], dim=2)  # (B, H, P+N, Dh)
-            v = torch.cat([self_v[i], _heads(a.v_proj(h), self.n_heads)], dim=2)
+            q = split_heads(a.q_proj(h) * a.scaling, self.n_heads)
+            k = torch.cat([self_k[i], split_heads(a.k_proj(h), self.n_heads)], dim=2)  # (B, H, P+N, Dh)
+            v = torch.cat([self_v[i], split_heads(a.v_proj(h), self.n_heads)], dim=2)
             new_k.append(k)
             new_v.append(v)
-            x = x + a.out_proj(_merge(_attend(q, k, v, mask)))
+            x = x + a.out_proj(merge_heads(attend(q, k, v, mask)))
             c = layer.encoder_attn
             h = layer.encoder_attn_layer_norm(x)
-            q = _heads(c.q_proj(h) * c.scaling, self.n_heads)
-            x = x + c.out_proj(_merge(_attend(q, cross_k[i], cross_v[i], None)))
+            q = split_heads(c.q_proj(h) * c.scaling, self.n_heads)
+            x = x + c.out_proj(merge_heads(attend(q, cross_k[i], cross_v[i], None)))
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(F.gelu(layer.fc1(h)))
         x = d.layer_norm(x)

@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 from edge_alm.runtime.kv_cache import KVCache
-from edge_alm.runtime.logit_filters import log_softmax, suppress_ids
+from edge_alm.runtime.logit_filters import suppress_ids
 from edge_alm.runtime.manifest import Manifest
-from edge_alm.runtime.seq2seq import DecodeOptions, DecodeResult, filter_logits
+from edge_alm.runtime.seq2seq import DecodeOptions, DecodeResult, filter_logits, pick_token
 from edge_alm.runtime.session import GraphSession, SessionConfig
 
 
@@ -38,6 +38,9 @@ class BlockDecoderModel:
             features = features[None]
         k, v = self.encoder.run({"input_features": np.ascontiguousarray(features, np.float32)})
         return k, v
+
+    def detect_language(self, audio) -> str:
+        raise ValueError("language detection needs a seq2seq bundle; pass a language")
 
     def _text(self, tokens: list[int], cache: KVCache) -> tuple[np.ndarray, np.ndarray]:
         pk, pv, tk, tv = self.text_encoder.run(
@@ -83,15 +86,10 @@ class BlockDecoderModel:
                 steps += 1
                 last = logits[:, -1].astype(np.float64)
                 filter_logits(last, [out + new], opts, self.special, self._suppress)
-                lp = log_softmax(last)[0]
-                if opts.temperature > 0:
-                    p = np.exp(lp / opts.temperature - (lp / opts.temperature).max())
-                    tok = int(rng.choice(len(p), p=p / p.sum()))
-                else:
-                    tok = int(np.argmax(lp))
+                tok, lp = pick_token(last[0], opts.temperature, rng)
                 if not first_ms:
                     first_ms = (time.perf_counter() - t0) * 1000
-                total += float(lp[tok])
+                total += lp
                 if tok == self.special.eot:
                     finished = True
                     break

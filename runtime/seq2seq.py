@@ -60,6 +60,18 @@ def filter_logits(
         apply_timestamp_rules(logits, generated, special, max_timestamp=opts.max_timestamp)
 
 
+def pick_token(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> tuple[int, float]:
+    """Argmax (temperature 0) or a sample of softmax(logits / T) from filtered (V,) logits;
+    returns the token and its log-probability."""
+    lp = log_softmax(logits[None])[0]
+    if temperature > 0:
+        p = np.exp(lp / temperature - (lp / temperature).max())
+        tok = int(rng.choice(len(p), p=p / p.sum()))
+    else:
+        tok = int(np.argmax(lp))
+    return tok, float(lp[tok])
+
+
 @dataclass
 class _Beam:
     tokens: list[int] = field(default_factory=list)
@@ -99,6 +111,14 @@ class Seq2SeqModel:
         cache.update(k, v)
         return logits
 
+    def detect_language(self, cross: tuple[np.ndarray, np.ndarray]) -> str:
+        """The language code whose token is likeliest right after <|startoftranscript|>."""
+        s = self.special
+        cache = KVCache(self._shape[0], 1, self._shape[1], self._shape[2])
+        logits = self.step(np.array([[s.sot]]), cache, cross)[0, -1]
+        codes = list(s.languages)
+        return codes[int(np.argmax(logits[[s.languages[c] for c in codes]]))]
+
     def _filter(self, logits: np.ndarray, generated: list[list[int]], opts: DecodeOptions) -> None:
         filter_logits(logits, generated, opts, self.special, self._suppress)
 
@@ -125,15 +145,10 @@ class Seq2SeqModel:
         while True:
             last = logits[:, -1].astype(np.float64)  # (1, V)
             self._filter(last, [out], opts)
-            lp = log_softmax(last)[0]
-            if opts.temperature > 0:
-                p = np.exp(lp / opts.temperature - (lp / opts.temperature).max())
-                tok = int(rng.choice(len(p), p=p / p.sum()))
-            else:
-                tok = int(np.argmax(lp))
+            tok, lp = pick_token(last[0], opts.temperature, rng)
             if not first_ms:
                 first_ms = (time.perf_counter() - t0) * 1000
-            total += float(lp[tok])
+            total += lp
             if tok == self.special.eot:
                 finished = True
                 break

@@ -80,7 +80,8 @@ class Transcriber:
         self.vad = vad
         self.params = model.manifest.features
 
-    def _window_samples(self, remaining: int, opts: TranscribeOptions) -> int:
+    def window_samples(self, remaining: int, opts: TranscribeOptions) -> int:
+        """Encoder window (samples) for audio with `remaining` samples left."""
         sr, chunk = self.params.sample_rate, self.params.chunk_seconds * self.params.sample_rate
         if opts.window == "30s" or remaining >= chunk:
             return chunk
@@ -103,15 +104,6 @@ class Transcriber:
                 break
         assert result is not None
         return result
-
-    def _detect_language(self, cross) -> str:
-        if not hasattr(self.model, "step"):
-            raise ValueError("language detection needs a seq2seq bundle; pass a language")
-        s = self.model.special
-        cache_logits = self.model.step(np.array([[s.sot]]), _fresh_cache(self.model), cross)[0, -1]
-        codes = list(s.languages)
-        ids = np.array([s.languages[c] for c in codes])
-        return codes[int(np.argmax(cache_logits[ids]))]
 
     def transcribe(self, samples: np.ndarray, opts: TranscribeOptions) -> Transcription:
         t_start = time.perf_counter()
@@ -141,7 +133,7 @@ class Transcriber:
             if loudest_frame_db(audio) < opts.silence_db or speech[c0:c1].sum() * chunk_s < opts.min_speech_s:
                 seek += span  # silence, beeps or noise: the decoder would only invent words
                 continue
-            win = self._window_samples(remaining, opts)
+            win = self.window_samples(remaining, opts)
             t0 = time.perf_counter()
             feats = log_mel(audio, self.params, n_samples=win)
             t1 = time.perf_counter()
@@ -150,7 +142,7 @@ class Transcriber:
             timings["features_ms"] += (t1 - t0) * 1000
             timings["encoder_ms"] += (t2 - t1) * 1000
             if self.model.special.languages and language is None:
-                language = self._detect_language(cross)
+                language = self.model.detect_language(cross)
             prompt = self.tokenizer.prompt(language, opts.task, opts.timestamps)
             budget = int(opts.tokens_per_second * span / sr) + opts.token_budget_base
             base = DecodeOptions(
@@ -206,10 +198,3 @@ class Transcriber:
             end = (stamps[-1] - tb) * TIME_PER_TIMESTAMP
         start = (stamps[0] - tb) * TIME_PER_TIMESTAMP if stamps else 0.0
         return [seg(toks, start, min(end, span / sr))], span
-
-
-def _fresh_cache(model: Seq2SeqModel):
-    from edge_alm.runtime.kv_cache import KVCache
-
-    d = model.manifest.decoder
-    return KVCache(d.n_layers, 1, d.n_heads, d.head_dim)
