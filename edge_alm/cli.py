@@ -68,7 +68,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     try:  # every export path needs torch and transformers
-        from edge_alm.export.blockdecoder_train import distil_and_export
+        from edge_alm.export.blockdecoder_train import distil_and_export, export_student
         from edge_alm.export.vad_asset import silero_vad_onnx
         from edge_alm.export.whisper_export import build_whisper_bundle
         from edge_alm.export.whisper_weights import convert_ct2_to_hf, default_whisper_base
@@ -78,6 +78,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     vad = None if args.no_vad else silero_vad_onnx(Path(args.cache))
     if args.family == "blockdecoder":
         hf = default_whisper_base(Path(args.cache)) if args.whisper == "default" else Path(args.whisper)
+        if args.student:  # the committed, already trained weights: no training
+            if not Path(args.student).is_file():
+                raise EdgeALMError(f"student weights not found: {args.student}")
+            export_student(args.student, hf, args.out, block_size=args.block_size, quantize=args.quantize, vad=vad)
+            print(args.out)
+            return 0
         distil_and_export(
             args.teacher,
             hf,
@@ -90,6 +96,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             block_size=args.block_size,
             quantize=args.quantize,
             vad=vad,
+            save_to=args.save_student,
         )
     else:
         source = args.source
@@ -219,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--steps", type=int, default=3000)
     bd.add_argument("--batch", type=int, default=16)
     bd.add_argument("--work", default=".cache/blockdecoder", help="corpus and checkpoints (resumable)")
+    bd.add_argument("--student", default=None, help="build from these trained student weights (no training)")
+    bd.add_argument("--save-student", default=None, help="after training, also copy the student weights here")
     e.set_defaults(func=_cmd_export)
     return p
 

@@ -62,52 +62,83 @@ def synth(text: str, rng: random.Random, tmp: Path) -> np.ndarray:
     return np.concatenate([lead, x, np.zeros(4000, np.float32)])
 
 
-def build_corpus(teacher_bundle: str | Path, out: str | Path, n_clips: int, layers: list[int], seed: int = 0) -> Path:
-    """Synthesise, label with the teacher and cache audio K/V; resumes where it stopped."""
+TOP_K = 8  # teacher log-probs kept per label position (soft targets for distillation)
+_worker: dict = {}
+
+
+def _init_worker(teacher_bundle: str, layers: list[int], seed: int, sentences: list[str]) -> None:
+    from edge_alm import EdgeALM
+
+    teacher = EdgeALM.load(teacher_bundle, threads=1)  # one thread per worker process
+    _worker.update(teacher=teacher, layers=layers, seed=seed, sentences=sentences, tmp=tempfile.mkdtemp())
+
+
+def _make_clip(i: int) -> tuple[str, dict, dict]:
+    """Clip i: synthesise, encode, label greedily, and keep the teacher's top-K log-probs."""
     from edge_alm.runtime.features import log_mel
+    from edge_alm.runtime.kv_cache import KVCache
+    from edge_alm.runtime.logit_filters import log_softmax
     from edge_alm.runtime.seq2seq import DecodeOptions
     from edge_alm.runtime.transcribe import TranscribeOptions
 
-    from edge_alm import EdgeALM
+    w = _worker
+    teacher = w["teacher"]
+    tr, m = teacher.transcriber, teacher.model
+    prompt = teacher.tokenizer.prompt("en", "transcribe", timestamps=True)
+    text = w["sentences"][i % len(w["sentences"])]  # past the end: same text, another voice
+    crng = random.Random(w["seed"] * 1_000_003 + i)
+    audio = synth(text, crng, Path(w["tmp"]))[: int(MAX_SECONDS * 16000)]
+    win = tr.window_samples(len(audio), TranscribeOptions())
+    cross = m.encode(log_mel(audio, tr.params, n_samples=win))
+    r = m.decode(
+        cross,
+        prompt,
+        DecodeOptions(max_new_tokens=int(7 * MAX_SECONDS) + 24, max_timestamp=round(win / 16000 / 0.02)),
+    )
+    tokens = prompt + r.tokens + [m.special.eot]
+    shape = cross[0].shape  # (L, 1, H, S, Dh)
+    cache = KVCache(shape[0], 1, shape[2], shape[4])
+    logits = m.step(np.array([tokens[:-1]]), cache, cross)[0, len(prompt) - 1 :]  # rows predict labels
+    lp = log_softmax(logits.astype(np.float64))
+    top = np.argsort(-lp, axis=1)[:, :TOP_K]
+    arrays = {
+        "k": cross[0][w["layers"], 0].astype(np.float16),
+        "v": cross[1][w["layers"], 0].astype(np.float16),
+        "top_ids": top.astype(np.int32),
+        "top_logp": np.take_along_axis(lp, top, axis=1).astype(np.float16),
+    }
+    row = {
+        "file": f"c{i:06d}.npz",
+        "text": text,
+        "tokens": tokens,
+        "ok": r.finished,
+        "teacher": teacher.tokenizer.decode(r.tokens).strip(),
+    }
+    return row["file"], arrays, row
+
+
+def build_corpus(
+    teacher_bundle: str | Path, out: str | Path, n_clips: int, layers: list[int], seed: int = 0, workers: int = 2
+) -> Path:
+    """Synthesise, label with the teacher and cache audio K/V; resumes where it stopped."""
+    import multiprocessing
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "index.jsonl"
     done = index_path.read_text().count("\n") if index_path.is_file() else 0
-    teacher = EdgeALM.load(teacher_bundle)
-    tr, m = teacher.transcriber, teacher.model
-    prompt = teacher.tokenizer.prompt("en", "transcribe", timestamps=True)
+    if done >= n_clips:
+        return out
     sentences = fortune_sentences()
-    rng = random.Random(seed)
-    rng.shuffle(sentences)
-    with tempfile.TemporaryDirectory() as tmp, open(index_path, "a") as index:
-        bar = tqdm(total=n_clips, initial=done, desc="corpus", unit="clip")
-        i = done
-        while i < n_clips and i < len(sentences):
-            text = sentences[i]
-            crng = random.Random(seed * 1_000_003 + i)
-            audio = synth(text, crng, Path(tmp))[: int(MAX_SECONDS * 16000)]
-            win = tr.window_samples(len(audio), TranscribeOptions())
-            cross = m.encode(log_mel(audio, tr.params, n_samples=win))
-            r = m.decode(
-                cross,
-                prompt,
-                DecodeOptions(max_new_tokens=int(7 * MAX_SECONDS) + 24, max_timestamp=round(win / 16000 / 0.02)),
-            )
-            name = f"c{i:06d}.npz"
-            np.savez(out / name, k=cross[0][layers, 0].astype(np.float16), v=cross[1][layers, 0].astype(np.float16))
-            row = {
-                "file": name,
-                "text": text,
-                "tokens": prompt + r.tokens + [m.special.eot],
-                "ok": r.finished,
-                "teacher": teacher.tokenizer.decode(r.tokens).strip(),
-            }
+    random.Random(seed).shuffle(sentences)
+    ctx = multiprocessing.get_context("fork")
+    init = (str(teacher_bundle), layers, seed, sentences)
+    with ctx.Pool(workers, _init_worker, init) as pool, open(index_path, "a") as index:
+        clips = pool.imap(_make_clip, range(done, n_clips), chunksize=4)  # in order: resumable by count
+        for name, arrays, row in tqdm(clips, total=n_clips, initial=done, desc="corpus", unit="clip"):
+            np.savez(out / name, **arrays)
             index.write(json.dumps(row) + "\n")
             index.flush()
-            i += 1
-            bar.update()
-        bar.close()
     return out
 
 

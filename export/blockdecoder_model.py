@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from edge_alm.export.whisper_graphs import attend, merge_heads, split_heads
@@ -131,7 +132,7 @@ class BlockDecoder(nn.Module):
             tk, tv = layer.text_kv(text)
             ak, av = audio_kv[0][i], audio_kv[1][i]
             x, _, _ = layer(x, torch.cat([tk, ak], 2), torch.cat([tv, av], 2), self_mask=mask)
-        return self.out_norm(x) @ self.embed.weight.t()
+        return self.project(x)
 
     @torch.no_grad()
     def greedy(
@@ -157,14 +158,42 @@ class BlockDecoder(nn.Module):
             seq += inputs[1:]
         return out
 
+    @torch.no_grad()
+    def beam(self, audio: torch.Tensor, prompt: list[int], block: int, max_new: int, eot: int, n: int) -> list[int]:
+        """Reference block beam search by full recomputation: every hypothesis's logits come
+        from its own text states (up to the block start) and in-block Merger inputs. The
+        selection rules are the runtime's (select_beams, best_beam), so this checks the caches."""
+        from edge_alm.runtime.logit_filters import log_softmax
+        from edge_alm.runtime.seq2seq import Beam, best_beam, select_beams
+
+        audio_kv = self.audio_kv(audio)
+        beams = [Beam()] + [Beam(score=float("-inf")) for _ in range(n - 1)]
+        finished: list[Beam] = []
+        for i in range(max_new):
+            start = i - i % block  # tokens before this block
+            rows = []
+            for b in beams:
+                seq = prompt + b.tokens
+                text = self.text_states(torch.tensor([seq[: len(prompt) + start]]))
+                inputs = torch.tensor([seq[len(prompt) + start - 1 :]])
+                rows.append(self.merger_logits(text, audio_kv, inputs, len(prompt) + start - 1)[0, -1])
+            lp = log_softmax(torch.stack(rows).double().numpy())  # (n, V)
+            nxt = select_beams(np.array([b.score for b in beams])[:, None] + lp, beams, eot, finished)
+            if not nxt:
+                return best_beam(finished, beams, False).tokens
+            beams = nxt
+        return best_beam(finished, beams, True).tokens
+
     def forward(
         self,
         audio: torch.Tensor | None,
         tokens: torch.Tensor,
         block_starts: list[int],
         audio_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        project: bool = True,
     ) -> torch.Tensor:
-        """Training pass: logits (B, T, V) where row i predicts tokens[:, i] for i >= block_starts[0].
+        """Training pass: logits (B, T, V) where row i predicts tokens[:, i] for i >= block_starts[0]
+        (project=False: the final hidden states (B, T, C), for `project` on chosen rows).
 
         audio: encoder states (B, S, C); or audio_kv: the Merger layers' audio K/V, each
         (Lm, B, H, S, Dh), as the Whisper encoder graph returns them (cached for training).
@@ -185,4 +214,8 @@ class BlockDecoder(nn.Module):
             tk, tv = layer.text_kv(text)
             ak, av = layer.audio_kv(audio) if audio_kv is None else (audio_kv[0][i], audio_kv[1][i])
             x, _, _ = layer(x, torch.cat([tk, ak], 2), torch.cat([tv, av], 2), self_mask=self_mask, ctx_mask=ctx_mask)
+        return self.project(x) if project else x
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm and the tied output projection: (..., C) -> (..., V)."""
         return self.out_norm(x) @ self.embed.weight.t()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from edge_alm.export.blockdecoder_data import load_corpus
+from edge_alm.export.blockdecoder_data import TOP_K, load_corpus
 from edge_alm.export.blockdecoder_model import BlockDecoder
 from tqdm import tqdm
 
@@ -28,17 +28,36 @@ def trainable(bd: BlockDecoder) -> list[torch.nn.Parameter]:
 
 
 def _batch(rows: list[dict], corpus: Path, eot: int):
+    """Tokens (B, T), label mask, audio K/V (Lm, B, H, S, Dh), and the teacher's top-K soft
+    targets per label row (ids, probs: (N, K); rows of clips without them get zero weight)."""
     t = max(len(r["tokens"]) for r in rows)
     tokens = torch.full((len(rows), t), eot, dtype=torch.long)
     mask = torch.zeros(len(rows), t, dtype=torch.bool)
-    ks, vs = [], []
+    ks, vs, top_ids, top_p = [], [], [], []
     for i, r in enumerate(rows):
-        tokens[i, : len(r["tokens"])] = torch.tensor(r["tokens"])
-        mask[i, PROMPT_LEN : len(r["tokens"])] = True
+        n = len(r["tokens"])
+        tokens[i, :n] = torch.tensor(r["tokens"])
+        mask[i, PROMPT_LEN:n] = True
         z = np.load(corpus / r["file"])
         ks.append(torch.from_numpy(z["k"].astype(np.float32)))
         vs.append(torch.from_numpy(z["v"].astype(np.float32)))
-    return tokens, mask, (torch.stack(ks, 1), torch.stack(vs, 1))  # audio K/V (Lm, B, H, S, Dh)
+        if "top_ids" in z:
+            top_ids.append(torch.from_numpy(z["top_ids"].astype(np.int64)))
+            top_p.append(torch.from_numpy(np.exp(z["top_logp"].astype(np.float32))))
+        else:
+            top_ids.append(torch.zeros(n - PROMPT_LEN, TOP_K, dtype=torch.long))
+            top_p.append(torch.zeros(n - PROMPT_LEN, TOP_K))
+    soft = torch.cat(top_ids), torch.cat(top_p)
+    return tokens, mask, (torch.stack(ks, 1), torch.stack(vs, 1)), soft
+
+
+def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, soft: tuple[torch.Tensor, torch.Tensor]):
+    """Cross-entropy on the teacher's greedy tokens plus cross-entropy against its top-K
+    probabilities (logits (N, V), labels (N,), soft ids/probs (N, K))."""
+    logp = torch.log_softmax(logits, dim=-1)
+    hard = -logp.gather(1, labels[:, None]).mean()
+    ids, probs = soft
+    return hard + -(probs * logp.gather(1, ids)).sum(1).mean()
 
 
 def random_block_starts(t: int, max_block: int, rng: random.Random) -> list[int]:
@@ -106,7 +125,9 @@ def train(
         step = state["step"]
     rows = load_corpus(corpus)
     rng = random.Random(seed + step)
-    held, train_rows = rows[:held_out], rows[held_out:]
+    held = rows[:held_out]
+    held_texts = {r["text"] for r in held}  # past the text source's end, texts repeat: keep them out
+    train_rows = [r for r in rows[held_out:] if r["text"] not in held_texts]
     tok = Tokenizer.from_file(str(Path(whisper_dir) / "tokenizer.json"))
     sched = lambda s: min(1.0, (s + 1) / 100) * max(0.1, 1 - s / steps)  # noqa: E731  warmup, linear decay
     log = open(out / "log.jsonl", "a")
@@ -114,10 +135,11 @@ def train(
     t0, losses = time.time(), []
     while step < steps:
         rows_b = rng.sample(train_rows, min(batch, len(train_rows)))
-        tokens, mask, kv = _batch(rows_b, corpus, eot)
+        tokens, mask, kv, soft = _batch(rows_b, corpus, eot)
         starts = random_block_starts(tokens.shape[1], max_block, rng)
-        logits = bd(None, tokens, starts, audio_kv=kv)  # (B, T, V)
-        loss = torch.nn.functional.cross_entropy(logits[mask], tokens[mask])
+        hidden = bd(None, tokens, starts, audio_kv=kv, project=False)  # (B, T, C)
+        logits = bd.project(hidden[mask])  # (N, V): label rows only, the costly matmul
+        loss = distillation_loss(logits, tokens[mask], soft)
         for g in opt.param_groups:
             g["lr"] = lr * sched(step)
         opt.zero_grad()
@@ -156,10 +178,14 @@ def distil_and_export(
     block_size: int = 4,
     quantize: str = "int8",
     vad: Path | None = None,
+    save_to: str | Path | None = None,
 ) -> Path:
-    """The whole recipe: corpus (resumable), distillation (resumable), bundle from the last checkpoint."""
+    """The whole recipe: corpus (resumable), distillation (resumable), the student's weights
+    file (work/train-<split>/student.npz, and `save_to`), and a bundle built from that file."""
+    import shutil
+
     from edge_alm.export.blockdecoder_data import build_corpus
-    from edge_alm.export.blockdecoder_export import build_blockdecoder_bundle
+    from edge_alm.export.blockdecoder_weights import save_student
     from edge_alm.runtime.manifest import load_manifest
     from transformers import WhisperForConditionalGeneration
 
@@ -171,4 +197,26 @@ def distil_and_export(
     whisper = WhisperForConditionalGeneration.from_pretrained(str(whisper_dir), attn_implementation="eager").eval()
     bd = BlockDecoder(whisper, n_text, n_merger)
     bd.load_state_dict(torch.load(run / "checkpoint.pt", weights_only=False)["model"], strict=False)
+    student = save_student(bd, whisper, run / "student.npz")
+    if save_to:
+        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(student, save_to)
+    return export_student(student, whisper_dir, out, block_size=block_size, quantize=quantize, vad=vad)
+
+
+def export_student(
+    student: str | Path,
+    whisper_dir: str | Path,
+    out: str | Path,
+    block_size: int = 4,
+    quantize: str = "int8",
+    vad: Path | None = None,
+) -> Path:
+    """A bundle from a trained student's weights file plus the Whisper it was trained on (no training)."""
+    from edge_alm.export.blockdecoder_export import build_blockdecoder_bundle
+    from edge_alm.export.blockdecoder_weights import load_student
+    from transformers import WhisperForConditionalGeneration
+
+    whisper = WhisperForConditionalGeneration.from_pretrained(str(whisper_dir), attn_implementation="eager").eval()
+    bd = load_student(whisper, student)
     return build_blockdecoder_bundle(whisper, bd, whisper_dir, out, block_size=block_size, quantize=quantize, vad=vad)

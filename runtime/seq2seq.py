@@ -73,9 +73,42 @@ def pick_token(logits: np.ndarray, temperature: float, rng: np.random.Generator)
 
 
 @dataclass
-class _Beam:
+class Beam:
     tokens: list[int] = field(default_factory=list)
-    score: float = 0.0
+    score: float = 0.0  # summed log-probability
+    src: int = 0  # the row this hypothesis extends (after a step)
+
+
+def select_beams(total: np.ndarray, beams: list[Beam], eot: int, finished: list[Beam]) -> list[Beam]:
+    """One beam-search step. total: (n, V) summed log-probs of every continuation. Returns
+    the n best continuations that do not end (padded with -inf copies so the batch stays
+    full), each with `src`, the row it extends; a top-n continuation ending in EOT joins
+    `finished`. An empty list ends the search."""
+    n, vocab = total.shape
+    nxt: list[Beam] = []
+    for rank, idx in enumerate(np.argsort(-total, axis=None)[: 2 * n]):
+        b, tok = divmod(int(idx), vocab)
+        score = float(total[b, tok])
+        if not np.isfinite(score):
+            break
+        if tok == eot:
+            if rank < n:
+                finished.append(Beam(list(beams[b].tokens), score))
+            continue
+        nxt.append(Beam(beams[b].tokens + [tok], score, src=b))
+        if len(nxt) == n:
+            break
+    if len(finished) >= n or not nxt:
+        return []
+    while len(nxt) < n:  # padding rows never win
+        nxt.append(Beam(list(nxt[0].tokens), -np.inf, src=nxt[0].src))
+    return nxt
+
+
+def best_beam(finished: list[Beam], live: list[Beam], hit_budget: bool) -> Beam:
+    """Best by mean log-prob; out of budget, unfinished beams compete too (as in transformers)."""
+    pool = finished + ([b for b in live if np.isfinite(b.score)] if hit_budget else [])
+    return max(pool, key=lambda b: b.score / (len(b.tokens) + 1))
 
 
 class Seq2SeqModel:
@@ -172,44 +205,23 @@ class Seq2SeqModel:
         cache.reorder(np.zeros(n, np.int64))
         cross_n = (np.repeat(cross[0], n, axis=1), np.repeat(cross[1], n, axis=1))
         logits = np.repeat(logits[:, -1:], n, axis=0)
-        beams = [_Beam() for _ in range(n)]
-        scores = np.full(n, -np.inf)
-        scores[0] = 0.0  # all rows start identical: expand only the first
-        finished: list[_Beam] = []
+        beams = [Beam() for _ in range(n)]
+        beams[1:] = [Beam(score=-np.inf) for _ in range(n - 1)]  # all rows start identical: expand only the first
+        finished: list[Beam] = []
         steps, hit_budget = 1, True
         for _ in range(budget):
             last = logits[:, -1].astype(np.float64)  # (n, V)
             self._filter(last, [b.tokens for b in beams], opts)
-            total = scores[:, None] + log_softmax(last)  # (n, V)
-            vocab = total.shape[1]
-            order = np.argsort(-total, axis=None)[: 2 * n]
-            nxt: list[tuple[int, int, float]] = []
-            for rank, idx in enumerate(order):
-                b, tok = divmod(int(idx), vocab)
-                score = float(total[b, tok])
-                if not np.isfinite(score):
-                    break
-                if tok == self.special.eot:
-                    if rank < n:
-                        finished.append(_Beam(list(beams[b].tokens), score))
-                    continue
-                nxt.append((b, tok, score))
-                if len(nxt) == n:
-                    break
-            if len(finished) >= n or not nxt:
+            total = np.array([b.score for b in beams])[:, None] + log_softmax(last)  # (n, V)
+            nxt = select_beams(total, beams, self.special.eot, finished)
+            if not nxt:
                 hit_budget = False
                 break
-            while len(nxt) < n:  # keep the batch full; padding rows never win
-                nxt.append((nxt[0][0], nxt[0][1], -np.inf))
-            src = np.array([b for b, _, _ in nxt])
-            beams = [_Beam(beams[b].tokens + [tok], s) for b, tok, s in nxt]
-            scores = np.array([s for _, _, s in nxt])
-            cache.reorder(src)
-            logits = self.step(np.array([[tok] for _, tok, _ in nxt]), cache, cross_n)
+            beams = nxt
+            cache.reorder(np.array([b.src for b in beams]))
+            logits = self.step(np.array([b.tokens[-1:] for b in beams]), cache, cross_n)
             steps += 1
-        # out of budget: unfinished beams compete too (as in transformers' beam search)
-        pool = finished + ([b for b in beams if np.isfinite(b.score)] if hit_budget else [])
-        best = max(pool, key=lambda b: b.score / (len(b.tokens) + 1))
+        best = best_beam(finished, beams, hit_budget)
         return DecodeResult(
             best.tokens,
             best.score,
