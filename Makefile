@@ -4,11 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BUNDLE := models/whisper-base-int8
+# BlockDecoder student: its trained weights are committed (differences from whisper-base)
+BD_WEIGHTS := weights/whisper-base-blockdecoder-4+2.npz
+BD_BUNDLE := models/whisper-base-blockdecoder-int8
 SAMPLE := samples/demo.wav
 THREADS ?= 2
 DEMO_TEXT := Edge inference runs speech recognition on small devices, without a network connection. Please call me back when you get home tonight.
 
-.PHONY: demo test lint bench debian venv bundle clean
+.PHONY: demo test lint bench debian venv bundle clean blockdecoder-train
 
 # Debian packages: espeak-ng (speech for the demo and tests), libsndfile (audio I/O),
 # PortAudio (microphone); tests add PulseAudio and ALSA's pulse plugin for a virtual microphone.
@@ -16,13 +19,15 @@ DEMO_PKGS := espeak-ng libsndfile1 libportaudio2
 TEST_PKGS := $(DEMO_PKGS) pulseaudio pulseaudio-utils libasound2-plugins
 
 demo: PKGS := $(DEMO_PKGS)
-demo: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(SAMPLE)
+demo: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(BD_BUNDLE)/manifest.json $(SAMPLE)
 	$(VENV)/bin/edge-alm transcribe $(SAMPLE) --threads $(THREADS) --timings
+	@echo "--- the same clip through the BlockDecoder student (text encoder + Merger, K=4):"
+	$(VENV)/bin/edge-alm transcribe $(SAMPLE) --model $(BD_BUNDLE) --threads $(THREADS) --timings
 	@echo "--- the same clip streamed at real-time pace, as from a microphone:"
 	$(VENV)/bin/edge-alm listen --input $(SAMPLE) --realtime --threads $(THREADS) --stats
 
 test: PKGS := $(TEST_PKGS)
-test: debian $(VENV)/.installed $(BUNDLE)/manifest.json
+test: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(BD_BUNDLE)/manifest.json
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
@@ -48,6 +53,15 @@ $(VENV)/.installed: pyproject.toml
 
 $(BUNDLE)/manifest.json: | $(VENV)/.installed
 	$(VENV)/bin/edge-alm export whisper --source default --quantize int8 --out $(BUNDLE)
+
+$(BD_BUNDLE)/manifest.json: $(BD_WEIGHTS) | $(BUNDLE)/manifest.json
+	$(VENV)/bin/edge-alm export blockdecoder --student $(BD_WEIGHTS) --out $(BD_BUNDLE)
+
+# Retrain the student (about 2 h on 2 cores; resumable): writes $(BD_WEIGHTS) and the bundle.
+blockdecoder-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min
+blockdecoder-train: debian $(VENV)/.installed $(BUNDLE)/manifest.json
+	$(VENV)/bin/edge-alm export blockdecoder --teacher $(BUNDLE) --clips 6500 --steps 3000 \
+		--save-student $(BD_WEIGHTS) --out $(BD_BUNDLE)
 
 $(SAMPLE):
 	mkdir -p $(dir $@)

@@ -29,8 +29,16 @@ def _wer(refs: list[str], hyps: list[str]) -> float | None:
 
 
 def run_bench(
-    model_dir: str, clips_dir: str, threads: int, repeats: int = 1, window: str = "auto", beam: int = 1
+    model_dir: str,
+    clips_dir: str,
+    threads: int,
+    repeats: int = 1,
+    window: str = "auto",
+    beam: int = 1,
+    block_size: int | None = None,
 ) -> dict:
+    """Transcribe every clip (after one warm-up) and sum up speed and WER; block_size: K for a
+    blockdecoder bundle."""
     from edge_alm.model import EdgeALM
 
     d = Path(clips_dir)
@@ -43,7 +51,7 @@ def run_bench(
     if (d / "index.json").is_file():
         refs = {c["file"]: c["text"] for c in json.loads((d / "index.json").read_text())}
     t0 = time.perf_counter()
-    model = EdgeALM.load(model_dir, threads=threads)
+    model = EdgeALM.load(model_dir, threads=threads, block_size=block_size)
     load_s = time.perf_counter() - t0
     model.transcribe(files[0], window=window, beam_size=beam)  # warm-up
     rows = []
@@ -70,6 +78,8 @@ def run_bench(
     return {
         "model": model_dir,
         "threads": threads,
+        "beam": beam,
+        "block_size": getattr(model.model, "block_size", None),
         "clips": len(rows),
         "audio_s": audio,
         "wall_s": wall,

@@ -75,12 +75,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except ImportError as e:
         hint = "pip install 'edge-alm[export]'"
         raise EdgeALMError(f"export needs the export extra ({e.name} missing): {hint}") from None
+    if args.family == "blockdecoder" and args.student and not Path(args.student).is_file():
+        raise EdgeALMError(f"student weights not found: {args.student}")
     vad = None if args.no_vad else silero_vad_onnx(Path(args.cache))
     if args.family == "blockdecoder":
         hf = default_whisper_base(Path(args.cache)) if args.whisper == "default" else Path(args.whisper)
         if args.student:  # the committed, already trained weights: no training
-            if not Path(args.student).is_file():
-                raise EdgeALMError(f"student weights not found: {args.student}")
             export_student(args.student, hf, args.out, block_size=args.block_size, quantize=args.quantize, vad=vad)
             print(args.out)
             return 0
@@ -112,7 +112,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from edge_alm.bench import format_summary, run_bench
 
-    summary = run_bench(args.model, args.clips, args.threads, args.repeats, args.window, args.beam)
+    summary = run_bench(args.model, args.clips, args.threads, args.repeats, args.window, args.beam, args.block_size)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=1)
     b.add_argument("--window", choices=("auto", "30s"), default="auto")
     b.add_argument("--beam", type=int, default=1)
+    b.add_argument("--block-size", type=int, default=None, help="K for a blockdecoder bundle (default: its own)")
     b.add_argument("--json", action="store_true", help="print the full result as JSON")
     b.set_defaults(func=_cmd_bench)
     e = sub.add_parser("export", help="build a bundle (needs the export extra)")

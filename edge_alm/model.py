@@ -27,6 +27,8 @@ class EdgeALM:
         self.manifest = manifest
         if manifest.kind == "blockdecoder":
             self.model = BlockDecoderModel(manifest, session_config, block_size)
+        elif block_size is not None:
+            raise ValueError(f"block_size applies to blockdecoder bundles; {manifest.path} is {manifest.kind}")
         else:
             self.model = Seq2SeqModel(manifest, session_config)
         self.tokenizer = TextTokenizer(manifest.path / manifest.tokenizer, manifest.tokens)

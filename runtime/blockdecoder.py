@@ -80,7 +80,7 @@ class BlockDecoderModel:
         opts: DecodeOptions,
         block_size: int | None = None,
     ) -> DecodeResult:
-        k_block = int(block_size or self.block_size)
+        k_block = int(block_size or opts.block_size or self.block_size)
         budget = min(opts.max_new_tokens, self.manifest.decoder.max_length - len(prompt))
         if opts.beam_size > 1:
             return self._beam(audio, prompt, opts, budget, k_block)

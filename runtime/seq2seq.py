@@ -31,6 +31,7 @@ class DecodeOptions:
     suppress: bool = True  # apply the suppress and begin-suppress lists
     max_timestamp: int | None = None  # last allowed timestamp index (0.02 s units): the window end
     seed: int = 0  # sampling seed, for reproducible fallback
+    block_size: int | None = None  # blockdecoder bundles: tokens per block, K (None: the bundle's own)
 
 
 @dataclass
@@ -162,6 +163,8 @@ class Seq2SeqModel:
         return float(np.exp(log_softmax(row[None])[0, self.special.no_speech]))
 
     def decode(self, cross: tuple[np.ndarray, np.ndarray], prompt: list[int], opts: DecodeOptions) -> DecodeResult:
+        if opts.block_size is not None:
+            raise ValueError("block_size applies to blockdecoder bundles; this bundle is seq2seq")
         budget = min(opts.max_new_tokens, self.manifest.decoder.max_length - len(prompt))
         if opts.beam_size > 1:
             return self._beam(cross, prompt, opts, budget)

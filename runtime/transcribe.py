@@ -37,6 +37,7 @@ class TranscribeOptions:
     min_speech_s: float = 0.2  # windows with less VAD speech than this are skipped (beeps, noise)
     tokens_per_second: float = 7.0  # token budget: this many per second of audio ...
     token_budget_base: int = 24  # ... plus this many
+    block_size: int | None = None  # blockdecoder bundles: tokens per block, K (None: the bundle's own)
 
 
 @dataclass
@@ -146,7 +147,10 @@ class Transcriber:
             prompt = self.tokenizer.prompt(language, opts.task, opts.timestamps)
             budget = int(opts.tokens_per_second * span / sr) + opts.token_budget_base
             base = DecodeOptions(
-                max_new_tokens=budget, timestamps=opts.timestamps, max_timestamp=round(win / sr / TIME_PER_TIMESTAMP)
+                max_new_tokens=budget,
+                timestamps=opts.timestamps,
+                max_timestamp=round(win / sr / TIME_PER_TIMESTAMP),
+                block_size=opts.block_size,
             )
             result = self._decode_with_fallback(cross, prompt, opts, base)
             timings["decoder_ms"] += result.decode_ms

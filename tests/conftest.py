@@ -14,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = ROOT / "models" / "whisper-base-int8"
+DEFAULT_BD_BUNDLE = ROOT / "models" / "whisper-base-blockdecoder-int8"
+DEFAULT_BD_WEIGHTS = ROOT / "weights" / "whisper-base-blockdecoder-4+2.npz"
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -114,6 +116,19 @@ def default_bundle() -> Path:
             cwd=ROOT,
         )
     return DEFAULT_BUNDLE
+
+
+@pytest.fixture(scope="session")
+def default_blockdecoder(default_bundle) -> Path:
+    """The BlockDecoder student bundle, built from the committed weights when `make` has not."""
+    if not (DEFAULT_BD_BUNDLE / "manifest.json").is_file():
+        subprocess.run(
+            [sys.executable, "-m", "edge_alm.cli", "export", "blockdecoder", "--student", str(DEFAULT_BD_WEIGHTS)]
+            + ["--out", str(DEFAULT_BD_BUNDLE), "--cache", str(ROOT / ".cache")],
+            check=True,
+            cwd=ROOT,
+        )
+    return DEFAULT_BD_BUNDLE
 
 
 @pytest.fixture(scope="session")

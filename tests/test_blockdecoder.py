@@ -9,6 +9,7 @@ import torch
 from conftest import tiny_whisper_dir
 from edge_alm.export.blockdecoder_export import build_blockdecoder_bundle
 from edge_alm.export.blockdecoder_model import BlockDecoder
+from edge_alm.export.blockdecoder_weights import load_student, save_student
 from edge_alm.runtime.blockdecoder import BlockDecoderModel
 from edge_alm.runtime.manifest import load_manifest
 from edge_alm.runtime.seq2seq import DecodeOptions
@@ -97,3 +98,36 @@ def test_blockdecoder_bundle_through_the_api(tiny):
     assert isinstance(r.text, str) and m.manifest.kind == "blockdecoder"
     noise = np.random.default_rng(1).standard_normal(16000 * 2).astype(np.float32) * 0.1
     assert isinstance(m.transcribe((noise, 16000), beam_size=2).text, str)  # beam search runs end to end
+
+
+def test_student_weights_rebuild_the_model(tiny, tmp_path):
+    """The committed-weights format: int8 differences from Whisper rebuild the student closely,
+    and are refused on other Whisper weights."""
+    whisper, bd, _, rt, feats, prompt = tiny
+    path = save_student(bd, whisper, tmp_path / "student.npz")
+    back = load_student(whisper, path)
+    audio = _audio_states(whisper, feats)
+    seq = torch.tensor([prompt + bd.greedy(audio, prompt, 4, N_NEW, rt.special.eot)])
+    with torch.no_grad():
+        a, b = bd(audio, seq, [len(prompt)]), back(audio, seq, [len(prompt)])
+    assert torch.allclose(a, b, atol=1e-2 * float(a.abs().max()))
+    other_dir = tiny_whisper_dir(tmp_path / "other", seed=7, decoder_layers=3, init_std=0.3)
+    other = WhisperForConditionalGeneration.from_pretrained(other_dir, attn_implementation="eager").eval()
+    with pytest.raises(ValueError, match="fingerprint"):
+        load_student(other, path)
+
+
+def test_export_from_missing_student_weights_is_one_line(tmp_path, capsys):
+    from edge_alm.cli import main
+
+    rc = main(["export", "blockdecoder", "--student", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "b")])
+    assert rc == 1 and "student weights not found" in capsys.readouterr().err
+
+
+def test_block_size_is_refused_by_a_seq2seq_bundle(tiny_bundle):
+    with pytest.raises(ValueError, match="blockdecoder bundles"):
+        EdgeALM.load(tiny_bundle, block_size=4)
+    m = EdgeALM.load(tiny_bundle, threads=1)
+    feats = np.zeros((1, 80, 3000), np.float32)
+    with pytest.raises(ValueError, match="blockdecoder bundles"):
+        m.model.decode(m.model.encode(feats), [m.model.special.sot], DecodeOptions(block_size=4))
