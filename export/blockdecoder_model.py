@@ -216,6 +216,8 @@ class BlockDecoder(nn.Module):
             x, _, _ = layer(x, torch.cat([tk, ak], 2), torch.cat([tv, av], 2), self_mask=self_mask, ctx_mask=ctx_mask)
         return self.project(x) if project else x
 
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Final norm and the tied output projection: (..., C) -> (..., V)."""
-        return self.out_norm(x) @ self.embed.weight.t()
+    def project(self, x: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Final norm and the tied output projection: (..., C) -> (..., V), or only the
+        vocabulary entries `ids` (..., len(ids)) (training's sampled softmax)."""
+        w = self.embed.weight if ids is None else self.embed.weight[ids]
+        return self.out_norm(x) @ w.t()

@@ -1,6 +1,7 @@
 """BlockDecoder on tiny random models: runtime tokens equal the PyTorch reference for
 K = 1, 2, 4, 8, and the one-pass training forward agrees with block decoding."""
 
+import random
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from conftest import tiny_whisper_dir
 from edge_alm.export.blockdecoder_export import build_blockdecoder_bundle
 from edge_alm.export.blockdecoder_model import BlockDecoder
+from edge_alm.export.blockdecoder_train import distillation_loss, vocab_sample
 from edge_alm.export.blockdecoder_weights import load_student, save_student
 from edge_alm.runtime.blockdecoder import BlockDecoderModel
 from edge_alm.runtime.manifest import load_manifest
@@ -131,3 +133,22 @@ def test_block_size_is_refused_by_a_seq2seq_bundle(tiny_bundle):
     feats = np.zeros((1, 80, 3000), np.float32)
     with pytest.raises(ValueError, match="blockdecoder bundles"):
         m.model.decode(m.model.encode(feats), [m.model.special.sot], DecodeOptions(block_size=4))
+
+
+def test_sampled_vocabulary_keeps_labels_and_soft_targets():
+    """Training's sampled softmax: with every id sampled it is the full loss; with a subset,
+    labels and soft-target ids map to rows that hold their own logits."""
+    gen = torch.Generator().manual_seed(0)
+    n, vocab, k = 6, 40, 3
+    logits = torch.randn(n, vocab, generator=gen)
+    labels = torch.randint(0, 10, (n,), generator=gen)
+    soft = torch.randint(10, 20, (n, k), generator=gen), torch.rand(n, k, generator=gen) / k
+    rng = random.Random(0)
+    ids, where = vocab_sample(torch.arange(vocab), soft[0], vocab, 0, rng)
+    full = distillation_loss(logits, labels, soft)
+    assert torch.allclose(distillation_loss(logits[:, ids], where[labels], (where[soft[0]], soft[1])), full)
+    ids, where = vocab_sample(torch.arange(10), soft[0], vocab, 5, rng)
+    assert len(ids) < vocab and (where[labels] >= 0).all() and (where[soft[0]] >= 0).all()
+    assert torch.equal(logits[:, ids][torch.arange(n), where[labels]], logits[torch.arange(n), labels])
+    sub = distillation_loss(logits[:, ids], where[labels], (where[soft[0]], soft[1]))
+    assert sub < full  # fewer competitors: the sampled loss is a lower bound
