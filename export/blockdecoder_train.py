@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,18 @@ def vocab_sample(base: torch.Tensor, soft_ids: torch.Tensor, vocab: int, n_rando
     where = torch.full((vocab,), -1, dtype=torch.long)
     where[ids] = torch.arange(len(ids))
     return ids, where
+
+
+def length_batches(rows: list[dict], batch: int, rng: random.Random):
+    """Endless batches of clips of similar token length (little padding), in random order."""
+    while True:
+        order = list(rows)
+        rng.shuffle(order)
+        for i in range(0, len(order), batch * 32):
+            chunk = sorted(order[i : i + batch * 32], key=lambda r: len(r["tokens"]))
+            groups = [chunk[j : j + batch] for j in range(0, len(chunk), batch)]
+            rng.shuffle(groups)
+            yield from (g for g in groups if len(g) == batch)
 
 
 def random_block_starts(t: int, max_block: int, rng: random.Random) -> list[int]:
@@ -149,9 +162,12 @@ def train(
     log = open(out / "log.jsonl", "a")
     bar = tqdm(total=steps, initial=step, desc="distil", unit="step")
     t0, losses = time.time(), []
+    batches = length_batches(train_rows, min(batch, len(train_rows)), random.Random(seed + step + 1))
+    loader = ThreadPoolExecutor(1)  # reads the next batch's cached audio K/V during this step
+    pending = loader.submit(_batch, next(batches), corpus, eot)
     while step < steps:
-        rows_b = rng.sample(train_rows, min(batch, len(train_rows)))
-        tokens, mask, kv, soft = _batch(rows_b, corpus, eot)
+        tokens, mask, kv, soft = pending.result()
+        pending = loader.submit(_batch, next(batches), corpus, eot)
         starts = random_block_starts(tokens.shape[1], max_block, rng)
         hidden = bd(None, tokens, starts, audio_kv=kv, project=False)  # (B, T, C)
         ids, where = vocab_sample(base_ids, soft[0], vocab, n_random_vocab, rng)
@@ -180,6 +196,7 @@ def train(
             tqdm.write(f"step {step}: loss {row['loss']:.3f}, held-out WER vs teacher {ev['wer_vs_teacher']:.1f} %")
             torch.save({"model": bd.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
     bar.close()
+    loader.shutdown(cancel_futures=True)
     return out
 
 
