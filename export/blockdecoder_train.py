@@ -28,9 +28,10 @@ def trainable(bd: BlockDecoder) -> list[torch.nn.Parameter]:
     return [p for p in bd.parameters() if p.requires_grad]
 
 
-def _batch(rows: list[dict], corpus: Path, eot: int):
+def _batch(rows: list[dict], corpus: Path, eot: int, n_merger: int):
     """Tokens (B, T), label mask, audio K/V (Lm, B, H, S, Dh), and the teacher's top-K soft
-    targets per label row (ids, probs: (N, K); rows of clips without them get zero weight)."""
+    targets per label row (ids, probs: (N, K); rows of clips without them get zero weight).
+    The corpus keeps the last decoder layers' audio K/V; a Merger of n_merger uses the last n_merger."""
     t = max(len(r["tokens"]) for r in rows)
     tokens = torch.full((len(rows), t), eot, dtype=torch.long)
     mask = torch.zeros(len(rows), t, dtype=torch.bool)
@@ -40,8 +41,8 @@ def _batch(rows: list[dict], corpus: Path, eot: int):
         tokens[i, :n] = torch.tensor(r["tokens"])
         mask[i, PROMPT_LEN:n] = True
         z = np.load(corpus / r["file"])
-        ks.append(torch.from_numpy(z["k"].astype(np.float32)))
-        vs.append(torch.from_numpy(z["v"].astype(np.float32)))
+        ks.append(torch.from_numpy(z["k"][-n_merger:].astype(np.float32)))
+        vs.append(torch.from_numpy(z["v"][-n_merger:].astype(np.float32)))
         if "top_ids" in z:
             top_ids.append(torch.from_numpy(z["top_ids"].astype(np.int64)))
             top_p.append(torch.from_numpy(np.exp(z["top_logp"].astype(np.float32))))
@@ -101,8 +102,8 @@ def evaluate(bd: BlockDecoder, rows: list[dict], corpus: Path, tokenizer, eot: i
     for r in rows:
         z = np.load(corpus / r["file"])
         kv = (
-            torch.from_numpy(z["k"].astype(np.float32))[:, None],
-            torch.from_numpy(z["v"].astype(np.float32))[:, None],
+            torch.from_numpy(z["k"][-len(bd.merger_layers) :].astype(np.float32))[:, None],
+            torch.from_numpy(z["v"][-len(bd.merger_layers) :].astype(np.float32))[:, None],
         )
         out = bd.greedy(None, r["tokens"][:PROMPT_LEN], block, len(r["tokens"]) + 8, eot, audio_kv=kv)
         hyps.append(tokenizer.decode([t for t in out if t < eot]).strip().lower())  # text tokens only
@@ -164,10 +165,10 @@ def train(
     t0, losses = time.time(), []
     batches = length_batches(train_rows, min(batch, len(train_rows)), random.Random(seed + step + 1))
     loader = ThreadPoolExecutor(1)  # reads the next batch's cached audio K/V during this step
-    pending = loader.submit(_batch, next(batches), corpus, eot)
+    pending = loader.submit(_batch, next(batches), corpus, eot, n_merger)
     while step < steps:
         tokens, mask, kv, soft = pending.result()
-        pending = loader.submit(_batch, next(batches), corpus, eot)
+        pending = loader.submit(_batch, next(batches), corpus, eot, n_merger)
         starts = random_block_starts(tokens.shape[1], max_block, rng)
         hidden = bd(None, tokens, starts, audio_kv=kv, project=False)  # (B, T, C)
         ids, where = vocab_sample(base_ids, soft[0], vocab, n_random_vocab, rng)
