@@ -128,7 +128,9 @@ def build_corpus(
     meta = out / "layers.json"  # which decoder layers' audio K/V the clips hold
     if meta.is_file() and not set(layers) <= set(json.loads(meta.read_text())):
         raise ValueError(f"{out} caches audio K/V of layers {meta.read_text()}, not {layers}: use another work dir")
-    if not meta.is_file():
+    if meta.is_file():
+        layers = json.loads(meta.read_text())  # keep every clip's shape the same
+    else:
         meta.write_text(json.dumps(layers))
     index_path = out / "index.jsonl"
     done = index_path.read_text().count("\n") if index_path.is_file() else 0
