@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from edge_alm.export.blockdecoder_model import BlockDecoder
 from tqdm import tqdm
 
 PROMPT_LEN = 3  # <|startoftranscript|> <|en|> <|transcribe|>
+PREFETCH = 4  # batches read ahead
 
 
 def trainable(bd: BlockDecoder) -> list[torch.nn.Parameter]:
@@ -164,11 +166,13 @@ def train(
     bar = tqdm(total=steps, initial=step, desc="distil", unit="step")
     t0, losses = time.time(), []
     batches = length_batches(train_rows, min(batch, len(train_rows)), random.Random(seed + step + 1))
-    loader = ThreadPoolExecutor(1)  # reads the next batch's cached audio K/V during this step
-    pending = loader.submit(_batch, next(batches), corpus, eot, n_merger)
+    # Read the next batches' cached audio K/V (2 MB a clip; more than the page cache holds)
+    # while this step computes; several threads, since a read from disk blocks one.
+    loader = ThreadPoolExecutor(PREFETCH)
+    pending = deque(loader.submit(_batch, next(batches), corpus, eot, n_merger) for _ in range(PREFETCH))
     while step < steps:
-        tokens, mask, kv, soft = pending.result()
-        pending = loader.submit(_batch, next(batches), corpus, eot, n_merger)
+        tokens, mask, kv, soft = pending.popleft().result()
+        pending.append(loader.submit(_batch, next(batches), corpus, eot, n_merger))
         starts = random_block_starts(tokens.shape[1], max_block, rng)
         hidden = bd(None, tokens, starts, audio_kv=kv, project=False)  # (B, T, C)
         ids, where = vocab_sample(base_ids, soft[0], vocab, n_random_vocab, rng)
