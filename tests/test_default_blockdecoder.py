@@ -12,7 +12,7 @@ from test_default_model import wer
 
 from edge_alm import EdgeALM
 
-STUDENT_MAX_WER = 0.40  # measured: see the module docstring (set from the committed weights)
+STUDENT_MAX_WER = 0.20  # measured with the committed weights: 0.10 (K=2), 0.15 (K=4), 0.14 (K=8); teacher 0.03
 
 
 @pytest.fixture(scope="module")
