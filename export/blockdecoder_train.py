@@ -30,10 +30,15 @@ def trainable(bd: BlockDecoder) -> list[torch.nn.Parameter]:
     return [p for p in bd.parameters() if p.requires_grad]
 
 
+def clip_audio_kv(z, n_merger: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One cached clip's audio K/V for a Merger of n_merger layers, each (Lm, H, S, Dh) fp32
+    (the corpus keeps the last decoder layers; a Merger of n uses the last n)."""
+    return tuple(torch.from_numpy(z[name][-n_merger:].astype(np.float32)) for name in ("k", "v"))
+
+
 def _batch(rows: list[dict], corpus: Path, eot: int, n_merger: int):
     """Tokens (B, T), label mask, audio K/V (Lm, B, H, S, Dh), and the teacher's top-K soft
-    targets per label row (ids, probs: (N, K); rows of clips without them get zero weight).
-    The corpus keeps the last decoder layers' audio K/V; a Merger of n_merger uses the last n_merger."""
+    targets per label row (ids, probs: (N, K); rows of clips without them get zero weight)."""
     t = max(len(r["tokens"]) for r in rows)
     tokens = torch.full((len(rows), t), eot, dtype=torch.long)
     mask = torch.zeros(len(rows), t, dtype=torch.bool)
@@ -43,8 +48,9 @@ def _batch(rows: list[dict], corpus: Path, eot: int, n_merger: int):
         tokens[i, :n] = torch.tensor(r["tokens"])
         mask[i, PROMPT_LEN:n] = True
         z = np.load(corpus / r["file"])
-        ks.append(torch.from_numpy(z["k"][-n_merger:].astype(np.float32)))
-        vs.append(torch.from_numpy(z["v"][-n_merger:].astype(np.float32)))
+        k, v = clip_audio_kv(z, n_merger)
+        ks.append(k)
+        vs.append(v)
         if "top_ids" in z:
             top_ids.append(torch.from_numpy(z["top_ids"].astype(np.int64)))
             top_p.append(torch.from_numpy(np.exp(z["top_logp"].astype(np.float32))))
@@ -103,10 +109,7 @@ def evaluate(bd: BlockDecoder, rows: list[dict], corpus: Path, tokenizer, eot: i
     hyps, refs = [], []
     for r in rows:
         z = np.load(corpus / r["file"])
-        kv = (
-            torch.from_numpy(z["k"][-len(bd.merger_layers) :].astype(np.float32))[:, None],
-            torch.from_numpy(z["v"][-len(bd.merger_layers) :].astype(np.float32))[:, None],
-        )
+        kv = tuple(t[:, None] for t in clip_audio_kv(z, len(bd.merger_layers)))  # (Lm, 1, H, S, Dh)
         out = bd.greedy(None, r["tokens"][:PROMPT_LEN], block, len(r["tokens"]) + 8, eot, audio_kv=kv)
         hyps.append(tokenizer.decode([t for t in out if t < eot]).strip().lower())  # text tokens only
         refs.append(r["teacher"].lower())
@@ -133,7 +136,6 @@ def train(
     seed: int = 0,
     n_random_vocab: int = 2048,
 ) -> Path:
-    from edge_alm.runtime.manifest import SpecialTokens  # noqa: F401  (documentation of the ids used)
     from tokenizers import Tokenizer
     from transformers import WhisperForConditionalGeneration
 

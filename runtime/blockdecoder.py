@@ -145,7 +145,7 @@ class BlockDecoderModel:
                 if start + j >= budget:
                     done = True
                     break
-                last_tokens = np.array([(prompt + b.tokens)[-1:] for b in beams])  # (n, 1)
+                last_tokens = np.array([[b.tokens[-1] if b.tokens else prompt[-1]] for b in beams])  # (n, 1)
                 last = self._merger(last_tokens, len(prompt) + start - 1 + j, block_cache, ctx_k, ctx_v)
                 steps += 1
                 first_ms = first_ms or (time.perf_counter() - t0) * 1000

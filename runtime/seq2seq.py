@@ -208,8 +208,7 @@ class Seq2SeqModel:
         cache.reorder(np.zeros(n, np.int64))
         cross_n = (np.repeat(cross[0], n, axis=1), np.repeat(cross[1], n, axis=1))
         logits = np.repeat(logits[:, -1:], n, axis=0)
-        beams = [Beam() for _ in range(n)]
-        beams[1:] = [Beam(score=-np.inf) for _ in range(n - 1)]  # all rows start identical: expand only the first
+        beams = [Beam()] + [Beam(score=-np.inf) for _ in range(n - 1)]  # identical rows: expand only the first
         finished: list[Beam] = []
         steps, hit_budget = 1, True
         for _ in range(budget):
