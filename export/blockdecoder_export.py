@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from edge_alm.export.blockdecoder_graphs import MergerGraph, TextEncoderGraph
 from edge_alm.export.blockdecoder_model import BlockDecoder
+from edge_alm.export.graph_export import export_onnx, with_vad
 from edge_alm.export.quantize import quantize_graph
-from edge_alm.export.whisper_export import common_sections, export_onnx, with_vad
+from edge_alm.export.whisper_export import common_sections
 from edge_alm.export.whisper_graphs import WhisperEncoderGraph
 from edge_alm.export.whisper_weights import whisper_tokenizer_json
 from edge_alm.runtime.manifest import write_manifest

@@ -163,8 +163,8 @@ class BlockDecoder(nn.Module):
         """Reference block beam search by full recomputation: every hypothesis's logits come
         from its own text states (up to the block start) and in-block Merger inputs. The
         selection rules are the runtime's (select_beams, best_beam), so this checks the caches."""
+        from edge_alm.runtime.decoding import Beam, best_beam, select_beams
         from edge_alm.runtime.logit_filters import log_softmax
-        from edge_alm.runtime.seq2seq import Beam, best_beam, select_beams
 
         audio_kv = self.audio_kv(audio)
         beams = [Beam()] + [Beam(score=float("-inf")) for _ in range(n - 1)]

@@ -9,15 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from edge_alm.export.graph_export import MIN_QUANT_COSINE, export_onnx, logit_cosine, require_cosine, with_vad
 from edge_alm.export.quantize import quantize_graph
 from edge_alm.export.whisper_graphs import WhisperDecoderGraph, WhisperEncoderGraph
 from edge_alm.runtime.manifest import write_manifest
 from tqdm import tqdm
-
-OPSET = 17
-# Quantized graphs are checked by logit cosine against fp32 (whisper-base: int8 0.999,
-# int4 decoder 0.997); a broken quantizer gives far less.
-MIN_QUANT_COSINE = 0.9
 
 
 def load_hf_whisper(source: str | Path) -> torch.nn.Module:
@@ -25,22 +21,6 @@ def load_hf_whisper(source: str | Path) -> torch.nn.Module:
 
     model = WhisperForConditionalGeneration.from_pretrained(str(source), attn_implementation="eager")
     return model.float().eval()
-
-
-def export_onnx(
-    module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic_axes: dict
-) -> None:
-    with torch.no_grad():
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_axes=dynamic_axes,
-            opset_version=OPSET,
-            dynamo=False,
-        )
 
 
 def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) -> tuple[Path, Path]:
@@ -129,10 +109,7 @@ def check_quantized(fp32: tuple[Path, Path], quant: tuple[Path, Path], sot: int,
     feats = (np.random.default_rng(1).standard_normal((1, 80, 1000)) * 0.5).astype(np.float32)
     tokens = np.array([[sot, sot + 1, sot + 2]], np.int64)
     a, b = _logits(*fp32, feats, tokens), _logits(*quant, feats, tokens)
-    cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-    if not np.isfinite(cos) or cos < min_cosine:
-        raise RuntimeError(f"quantized graphs drift from fp32: logit cosine {cos:.4f} < {min_cosine} ({quant[1]})")
-    return cos
+    return require_cosine(logit_cosine(a, b), min_cosine, quant[1])
 
 
 def _tokens_section(gen: dict, tokenizer_path: Path) -> dict:
@@ -155,14 +132,6 @@ def _tokens_section(gen: dict, tokenizer_path: Path) -> dict:
         "suppress": [int(t) for t in gen.get("suppress_tokens") or []],
         "begin_suppress": [int(t) for t in gen.get("begin_suppress_tokens") or []],
     }
-
-
-def with_vad(graphs: dict, vad: Path | None, out: Path) -> dict:
-    """Copy `vad` (a silero_vad.onnx) into the bundle and list it among the graphs."""
-    if vad is not None:
-        shutil.copy(vad, out / "vad.onnx")
-        graphs = {**graphs, "vad": {"file": "vad.onnx", "precision": "fp32"}}
-    return graphs
 
 
 def common_sections(cfg, gen: dict, out: Path, n_layers: int) -> dict:

@@ -11,18 +11,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from edge_alm.runtime.decoding import DecodeResult, beam_search, generate
 from edge_alm.runtime.kv_cache import KVCache
-from edge_alm.runtime.logit_filters import log_softmax, suppress_ids
+from edge_alm.runtime.logit_filters import suppress_ids
 from edge_alm.runtime.manifest import Manifest
-from edge_alm.runtime.seq2seq import (
-    Beam,
-    DecodeOptions,
-    DecodeResult,
-    best_beam,
-    filter_logits,
-    pick_token,
-    select_beams,
-)
+from edge_alm.runtime.sampling import SamplingOptions
+from edge_alm.runtime.seq2seq import DecodeOptions, whisper_filter
 from edge_alm.runtime.session import GraphSession, SessionConfig
 
 
@@ -35,9 +29,10 @@ class BlockDecoderModel:
         self.merger = GraphSession(manifest.graph_path("merger"), g["merger"].sha256, config)
         self.special = manifest.tokens
         self._suppress = suppress_ids(manifest.tokens)
-        self.block_size = int(block_size or manifest.extra["block_size"])
+        cfg = manifest.config  # BlockDecoderConfig
+        self.block_size = int(block_size or cfg.block_size)
         d = manifest.decoder
-        self._lt, self._lm = int(manifest.extra["text_layers"]), int(manifest.extra["merger_layers"])
+        self._lt, self._lm = cfg.text_layers, cfg.merger_layers
         self._h, self._dh = d.n_heads, d.head_dim
 
     def encode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,98 +77,73 @@ class BlockDecoderModel:
     ) -> DecodeResult:
         k_block = int(block_size or opts.block_size or self.block_size)
         budget = min(opts.max_new_tokens, self.manifest.decoder.max_length - len(prompt))
+        t0 = time.perf_counter()
+        state = BlockDecoderState(self, audio, k_block)
+        first = state.prefill(prompt)
+        filters = [whisper_filter(opts, self.special, self._suppress)]
         if opts.beam_size > 1:
-            return self._beam(audio, prompt, opts, budget, k_block)
-        t0 = time.perf_counter()
-        rng = np.random.default_rng(opts.seed)
-        text_cache = KVCache(self._lt, 1, self._h, self._dh)
-        text_k, text_v = self._text(prompt, text_cache)
-        seq, out = list(prompt), []
-        total, steps, first_ms, finished = 0.0, 1, 0.0, False
-        while not finished and len(out) < budget:
-            ctx_k = np.concatenate([text_k, audio[0]], axis=3)  # (Lm, 1, H, P+S, Dh), once per block
-            ctx_v = np.concatenate([text_v, audio[1]], axis=3)
-            block_cache = KVCache(self._lm, 1, self._h, self._dh)
-            tok, new = seq[-1], []
-            for j in range(k_block):
-                last = self._merger(np.array([[tok]]), len(seq) - 1 + j, block_cache, ctx_k, ctx_v)
-                steps += 1
-                filter_logits(last, [out + new], opts, self.special, self._suppress)
-                tok, lp = pick_token(last[0], opts.temperature, rng)
-                if not first_ms:
-                    first_ms = (time.perf_counter() - t0) * 1000
-                total += lp
-                if tok == self.special.eot:
-                    finished = True
-                    break
-                new.append(tok)
-                if len(out) + len(new) >= budget:
-                    break
-            out += new
-            seq += new
-            if new and not finished and len(out) < budget:
-                tk, tv = self._text(new, text_cache)  # the text encoder: once per block
-                text_k, text_v = np.concatenate([text_k, tk], axis=3), np.concatenate([text_v, tv], axis=3)
-                steps += 1
-        return DecodeResult(
-            out, total, 0.0, opts.temperature, first_ms, (time.perf_counter() - t0) * 1000, steps, finished
-        )
+            return beam_search(state, first, budget, self.special.eot, opts.beam_size, filters, started=t0)
+        sampling = SamplingOptions(temperature=opts.temperature, seed=opts.seed)
+        return generate(state, first, budget, [self.special.eot], sampling=sampling, filters=filters, started=t0)
 
-    def _beam(
-        self, audio: tuple[np.ndarray, np.ndarray], prompt: list[int], opts: DecodeOptions, budget: int, k_block: int
-    ) -> DecodeResult:
-        """Beam search with the beams on the batch axis. Live beams always hold the same number
-        of tokens, so blocks stay aligned: K Merger steps (reordering the block cache and each
-        row's context as beams move), then one batched text-encoder run on the K new tokens."""
-        t0 = time.perf_counter()
-        n = opts.beam_size
-        text_cache = KVCache(self._lt, 1, self._h, self._dh)
-        text_k, text_v = self._text(prompt, text_cache)
-        text_cache.reorder(np.zeros(n, np.int64))
-        text_k, text_v = np.repeat(text_k, n, axis=1), np.repeat(text_v, n, axis=1)  # (Lm, n, H, P, Dh)
-        audio_k, audio_v = np.repeat(audio[0], n, axis=1), np.repeat(audio[1], n, axis=1)
-        beams = [Beam()] + [Beam(score=-np.inf) for _ in range(n - 1)]  # identical rows: expand only the first
-        finished: list[Beam] = []
-        steps, first_ms, hit_budget, done = 1, 0.0, True, False
-        while not done:
-            start = len(beams[0].tokens)
-            ctx_k = np.concatenate([text_k, audio_k], axis=3)  # (Lm, n, H, P+S, Dh)
-            ctx_v = np.concatenate([text_v, audio_v], axis=3)
-            block_cache = KVCache(self._lm, n, self._h, self._dh)
-            perm = np.arange(n)  # row of the block-start state each beam descends from
-            for j in range(k_block):
-                if start + j >= budget:
-                    done = True
-                    break
-                last_tokens = np.array([[b.tokens[-1] if b.tokens else prompt[-1]] for b in beams])  # (n, 1)
-                last = self._merger(last_tokens, len(prompt) + start - 1 + j, block_cache, ctx_k, ctx_v)
-                steps += 1
-                first_ms = first_ms or (time.perf_counter() - t0) * 1000
-                filter_logits(last, [b.tokens for b in beams], opts, self.special, self._suppress)
-                total = np.array([b.score for b in beams])[:, None] + log_softmax(last)  # (n, V)
-                nxt = select_beams(total, beams, self.special.eot, finished)
-                if not nxt:
-                    hit_budget, done = False, True
-                    break
-                src = np.array([b.src for b in nxt])
-                beams, perm = nxt, perm[src]
-                block_cache.reorder(src)
-                ctx_k, ctx_v = np.take(ctx_k, src, axis=1), np.take(ctx_v, src, axis=1)
-            if done:
-                break
-            text_cache.reorder(perm)
-            text_k, text_v = np.take(text_k, perm, axis=1), np.take(text_v, perm, axis=1)
-            tk, tv = self._text(np.array([b.tokens[start:] for b in beams]), text_cache)  # (n, K): once per block
-            text_k, text_v = np.concatenate([text_k, tk], axis=3), np.concatenate([text_v, tv], axis=3)
-            steps += 1
-        best = best_beam(finished, beams, hit_budget)
-        return DecodeResult(
-            best.tokens,
-            best.score,
-            0.0,
-            0.0,
-            first_ms,
-            (time.perf_counter() - t0) * 1000,
-            steps,
-            best in finished,
-        )
+
+class BlockDecoderState:
+    """One request's block-decoding state behind the common step interface.
+
+    Per block of K tokens the Merger runs K steps over a context fixed for the block
+    ([text K/V of the prefix ; audio K/V]) with its own in-block cache. When a step arrives
+    with the block full, the text encoder first runs once on the block's K tokens (the last of
+    which is the token being fed), extending the text cache, and a new block starts. Rows
+    (beams) always hold the same number of tokens, so blocks stay aligned across rows.
+    """
+
+    def __init__(self, model: BlockDecoderModel, audio: tuple[np.ndarray, np.ndarray], block_size: int) -> None:
+        self.m = model
+        self.k_block = block_size
+        self.audio_k, self.audio_v = audio  # (Lm, B, H, S, Dh)
+        self.text_cache = KVCache(model._lt, 1, model._h, model._dh)
+
+    def prefill(self, prompt: list[int]) -> np.ndarray:
+        """Text encoder over the prompt, then the first Merger step on its last token: (1, V)."""
+        self.text_k, self.text_v = self.m._text(prompt, self.text_cache)  # (Lm, 1, H, P, Dh)
+        self.pos = len(prompt) - 1  # position of the token the next Merger step reads
+        self.block: list[list[int]] = [[]]  # each row's tokens in the current block
+        self.perm = np.arange(1)  # row of the block-start state each row descends from
+        self._start_block()
+        return self._merger(np.array([prompt[-1]], np.int64))
+
+    def _start_block(self) -> None:
+        n = self.text_k.shape[1]
+        audio_k, audio_v = self.audio_k, self.audio_v
+        if audio_k.shape[1] != n:
+            audio_k, audio_v = np.repeat(audio_k[:, :1], n, axis=1), np.repeat(audio_v[:, :1], n, axis=1)
+        self.ctx_k = np.concatenate([self.text_k, audio_k], axis=3)  # (Lm, n, H, P+S, Dh), once per block
+        self.ctx_v = np.concatenate([self.text_v, audio_v], axis=3)
+        self.block_cache = KVCache(self.m._lm, n, self.m._h, self.m._dh)
+        self.j = 0
+
+    def _merger(self, tokens: np.ndarray) -> np.ndarray:
+        logits = self.m._merger(tokens[:, None], self.pos, self.block_cache, self.ctx_k, self.ctx_v)
+        self.pos += 1
+        self.j += 1
+        return logits
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        for row, tok in zip(self.block, tokens):
+            row.append(int(tok))
+        if self.j == self.k_block:  # block full: the text encoder runs once on its K tokens
+            self.text_cache.reorder(self.perm)
+            self.text_k, self.text_v = np.take(self.text_k, self.perm, axis=1), np.take(self.text_v, self.perm, axis=1)
+            tk, tv = self.m._text(np.array(self.block), self.text_cache)  # (Lm, n, H, K, Dh)
+            self.text_k = np.concatenate([self.text_k, tk], axis=3)
+            self.text_v = np.concatenate([self.text_v, tv], axis=3)
+            self.block = [[] for _ in self.block]
+            self.perm = np.arange(len(self.block))
+            self._start_block()
+        return self._merger(tokens)
+
+    def reorder(self, rows: np.ndarray) -> None:
+        self.block = [list(self.block[r]) for r in rows]
+        self.perm = self.perm[rows]
+        self.block_cache.reorder(rows)
+        self.ctx_k, self.ctx_v = np.take(self.ctx_k, rows, axis=1), np.take(self.ctx_v, rows, axis=1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from edge_alm.runtime.manifest import SpecialTokens
+from edge_alm.runtime.sampling import log_softmax
 
 NEG_INF = -np.inf
 
@@ -58,9 +59,3 @@ def apply_timestamp_rules(
         ts_logprob = np.logaddexp.reduce(logprobs[tb:])
         if ts_logprob > logprobs[:tb].max():
             row[:tb] = NEG_INF
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    m = logits.max(axis=-1, keepdims=True)
-    shifted = logits - m
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))

@@ -6,8 +6,10 @@ sha256) and `tokenizer.json`. Loading validates the version, the kind and every 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,6 @@ from edge_alm.runtime.errors import BundleError
 
 FORMAT = "edge-alm-bundle"
 VERSION = 1
-KINDS = ("seq2seq", "blockdecoder")
-GRAPHS_BY_KIND = {"seq2seq": ("encoder", "decoder"), "blockdecoder": ("encoder", "text_encoder", "merger")}
 
 
 def sha256_file(path: Path) -> str:
@@ -69,16 +69,105 @@ class DecoderShape:
 
 
 @dataclass(frozen=True)
+class BlockDecoderConfig:
+    block_size: int  # K: tokens the Merger predicts per block
+    text_layers: int  # layers of the text encoder
+    merger_layers: int  # layers of the Merger (L of the audio K/V)
+
+
+@dataclass(frozen=True)
+class AlmLM:
+    n_layers: int  # LM layers (L in the KV layout)
+    n_kv_heads: int  # grouped-query KV heads (KVH)
+    head_dim: int  # Dh
+    hidden_size: int  # embedding width D
+    vocab_size: int  # logits width
+    context_length: int  # positions the LM was trained for: prompt + answer must fit
+
+
+@dataclass(frozen=True)
+class AlmAudio:
+    encoder_dim: int  # width C of the audio encoder's frames
+    pool: int  # encoder frames averaged into one audio embedding (audio-token compression)
+    pool_kind: str  # "mean"
+    max_frames: int  # longest input the encoder takes, in mel frames (its position table)
+    min_seconds: float = 1.0  # shorter clips are padded with silence to this
+    adapter_trained: bool = True  # False: a random adapter; answers ignore the audio
+
+
+@dataclass(frozen=True)
+class AlmPrompt:
+    templates: dict[str, str]  # clip count -> first turn, with {audio1}.. slots and {question}
+    continue_template: str  # a later turn; it closes the previous answer first
+    stop_tokens: list[int]  # generation ends at any of these (not fed back)
+    stop_strings: list[str] = field(default_factory=list)  # ... or when the text ends with one
+
+
+@dataclass(frozen=True)
+class AlmSampling:
+    max_new_tokens: int = 128  # answer budget
+    temperature: float = 0.0  # 0: greedy
+    top_k: int = 0  # 0: no limit
+    top_p: float = 1.0  # 1: no limit
+    repetition_penalty: float = 1.0  # 1: none
+
+
+@dataclass(frozen=True)
+class AlmConfig:
+    lm: AlmLM
+    audio: AlmAudio
+    prompt: AlmPrompt
+    sampling: AlmSampling = field(default_factory=AlmSampling)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    graphs: tuple[str, ...]  # graphs a bundle of this kind must have
+    whisper: bool  # carries Whisper's special tokens and decoder shape
+    section: str | None = None  # manifest key of the kind's own config
+    config: type | None = None  # dataclass that section is parsed into
+
+
+KINDS = {
+    "seq2seq": ModelKind(("encoder", "decoder"), whisper=True),
+    "blockdecoder": ModelKind(("encoder", "text_encoder", "merger"), True, "extra", BlockDecoderConfig),
+    "alm": ModelKind(("audio_encoder", "adapter", "embed", "lm"), False, "alm", AlmConfig),
+}
+
+
+def parse_section(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from a manifest dict, recursing into nested dataclasses. A missing
+    field or a wrong type is a one-line BundleError that names it."""
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise BundleError(f"{where}: missing field {f.name!r}")
+            continue
+        value, kind = data[f.name], hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            value = parse_section(kind, value, f"{where}.{f.name}")
+        elif kind in (int, float) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise BundleError(f"{where}.{f.name}: expected a number, got {value!r}")
+        values[f.name] = value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
 class Manifest:
     path: Path  # the bundle directory
-    kind: str  # seq2seq | blockdecoder
+    kind: str  # a key of KINDS
     graphs: dict[str, GraphEntry]
     features: FeatureParams
     tokenizer: str  # tokenizer file name
-    tokens: SpecialTokens
-    decoder: DecoderShape
+    tokens: SpecialTokens | None  # Whisper kinds: special token ids
+    decoder: DecoderShape | None  # Whisper kinds: decoder shape
     source: str = ""  # where the weights came from, for `edge-alm info`
     extra: dict[str, Any] = field(default_factory=dict)
+    config: Any = None  # the kind's typed config (KINDS[kind].config), if it has one
 
     def graph_path(self, name: str) -> Path:
         return self.path / self.graphs[name].file
@@ -112,25 +201,35 @@ def load_manifest(bundle: str | Path, verify: bool = True) -> Manifest:
         raise BundleError(f"{path}: manifest version {data.get('version')!r}, this runtime reads version {VERSION}")
     kind = data.get("kind")
     if kind not in KINDS:
-        raise BundleError(f"{path}: model kind {kind!r}, expected one of {KINDS}")
+        raise BundleError(f"{path}: model kind {kind!r}, expected one of {tuple(KINDS)}")
+    spec = KINDS[kind]
     try:
         graphs = {name: GraphEntry(**g) for name, g in data["graphs"].items()}
-        for name in GRAPHS_BY_KIND[kind]:
+        for name in spec.graphs:
             if name not in graphs:
                 raise BundleError(f"{path}: graph {name!r} missing from the manifest")
-        tok = dict(data["tokens"])
-        tok["suppress"] = tuple(tok["suppress"])
-        tok["begin_suppress"] = tuple(tok["begin_suppress"])
+        tokens = decoder = None
+        if spec.whisper:
+            tok = dict(data["tokens"])
+            tok["suppress"] = tuple(tok["suppress"])
+            tok["begin_suppress"] = tuple(tok["begin_suppress"])
+            tokens, decoder = SpecialTokens(**tok), DecoderShape(**data["decoder"])
+        config = None
+        if spec.config is not None:
+            if spec.section not in data:
+                raise BundleError(f"{path}: {kind} bundle without its {spec.section!r} section")
+            config = parse_section(spec.config, data[spec.section], f"{path}: {spec.section}")
         manifest = Manifest(
             path=bundle,
             kind=kind,
             graphs=graphs,
             features=FeatureParams(**data["features"]),
             tokenizer=data["tokenizer"],
-            tokens=SpecialTokens(**tok),
-            decoder=DecoderShape(**data["decoder"]),
+            tokens=tokens,
+            decoder=decoder,
             source=data.get("source", ""),
             extra=data.get("extra", {}),
+            config=config,
         )
     except (KeyError, TypeError) as e:
         raise BundleError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None

@@ -7,18 +7,14 @@ once per window; each decoder pass feeds only the new tokens plus the self-atten
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from edge_alm.runtime.decoding import DecodeResult, beam_search, generate
 from edge_alm.runtime.kv_cache import KVCache
-from edge_alm.runtime.logit_filters import (
-    apply_begin_suppress,
-    apply_suppress,
-    apply_timestamp_rules,
-    log_softmax,
-    suppress_ids,
-)
+from edge_alm.runtime.logit_filters import apply_begin_suppress, apply_suppress, apply_timestamp_rules, suppress_ids
 from edge_alm.runtime.manifest import Manifest, SpecialTokens
+from edge_alm.runtime.sampling import LogitFilter, SamplingOptions, log_softmax
 from edge_alm.runtime.session import GraphSession, SessionConfig
 
 
@@ -34,22 +30,6 @@ class DecodeOptions:
     block_size: int | None = None  # blockdecoder bundles: tokens per block, K (None: the bundle's own)
 
 
-@dataclass
-class DecodeResult:
-    tokens: list[int]  # generated ids, without prompt or <|endoftext|>
-    sum_logprob: float
-    no_speech_prob: float  # P(<|nospeech|>) at the <|startoftranscript|> position
-    temperature: float
-    first_token_ms: float  # prefill + first pick
-    decode_ms: float  # all decoder passes
-    steps: int  # decoder passes
-    finished: bool = True  # ended with <|endoftext|> rather than the budget
-
-    @property
-    def avg_logprob(self) -> float:
-        return self.sum_logprob / (len(self.tokens) + 1)
-
-
 def filter_logits(
     logits: np.ndarray, generated: list[list[int]], opts: DecodeOptions, special: SpecialTokens, suppress: np.ndarray
 ) -> None:
@@ -61,55 +41,31 @@ def filter_logits(
         apply_timestamp_rules(logits, generated, special, max_timestamp=opts.max_timestamp)
 
 
-def pick_token(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> tuple[int, float]:
-    """Argmax (temperature 0) or a sample of softmax(logits / T) from filtered (V,) logits;
-    returns the token and its log-probability."""
-    lp = log_softmax(logits[None])[0]
-    if temperature > 0:
-        p = np.exp(lp / temperature - (lp / temperature).max())
-        tok = int(rng.choice(len(p), p=p / p.sum()))
-    else:
-        tok = int(np.argmax(lp))
-    return tok, float(lp[tok])
+def whisper_filter(opts: DecodeOptions, special: SpecialTokens, suppress: np.ndarray) -> LogitFilter:
+    """Whisper's logit rules as one filter for the decoding loops."""
+    return lambda logits, generated: filter_logits(logits, generated, opts, special, suppress)
 
 
-@dataclass
-class Beam:
-    tokens: list[int] = field(default_factory=list)
-    score: float = 0.0  # summed log-probability
-    src: int = 0  # the row this hypothesis extends (after a step)
+class Seq2SeqState:
+    """One request's decoder state: the self-attention cache and the window's cross K/V."""
 
+    def __init__(self, model: Seq2SeqModel, cross: tuple[np.ndarray, np.ndarray]) -> None:
+        self.model = model
+        self.cross = cross
+        n_layers, n_heads, head_dim = model._shape
+        self.cache = KVCache(n_layers, 1, n_heads, head_dim)
 
-def select_beams(total: np.ndarray, beams: list[Beam], eot: int, finished: list[Beam]) -> list[Beam]:
-    """One beam-search step. total: (n, V) summed log-probs of every continuation. Returns
-    the n best continuations that do not end (padded with -inf copies so the batch stays
-    full), each with `src`, the row it extends; a top-n continuation ending in EOT joins
-    `finished`. An empty list ends the search."""
-    n, vocab = total.shape
-    nxt: list[Beam] = []
-    for rank, idx in enumerate(np.argsort(-total, axis=None)[: 2 * n]):
-        b, tok = divmod(int(idx), vocab)
-        score = float(total[b, tok])
-        if not np.isfinite(score):
-            break
-        if tok == eot:
-            if rank < n:
-                finished.append(Beam(list(beams[b].tokens), score))
-            continue
-        nxt.append(Beam(beams[b].tokens + [tok], score, src=b))
-        if len(nxt) == n:
-            break
-    if len(finished) >= n or not nxt:
-        return []
-    while len(nxt) < n:  # padding rows never win
-        nxt.append(Beam(list(nxt[0].tokens), -np.inf, src=nxt[0].src))
-    return nxt
+    def prefill(self, prompt: list[int]) -> np.ndarray:
+        """Prompt tokens -> the whole prompt's logits (1, N, V)."""
+        return self.model.step(np.array([prompt]), self.cache, self.cross)
 
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        return self.model.step(tokens[:, None], self.cache, self.cross)[:, -1].astype(np.float64)
 
-def best_beam(finished: list[Beam], live: list[Beam], hit_budget: bool) -> Beam:
-    """Best by mean log-prob; out of budget, unfinished beams compete too (as in transformers)."""
-    pool = finished + ([b for b in live if np.isfinite(b.score)] if hit_budget else [])
-    return max(pool, key=lambda b: b.score / (len(b.tokens) + 1))
+    def reorder(self, rows: np.ndarray) -> None:
+        self.cache.reorder(rows)
+        if self.cross[0].shape[1] != len(rows):  # every row reads the same audio: only the batch size changes
+            self.cross = (np.take(self.cross[0], rows, axis=1), np.take(self.cross[1], rows, axis=1))
 
 
 class Seq2SeqModel:
@@ -153,9 +109,6 @@ class Seq2SeqModel:
         codes = list(s.languages)
         return codes[int(np.argmax(logits[[s.languages[c] for c in codes]]))]
 
-    def _filter(self, logits: np.ndarray, generated: list[list[int]], opts: DecodeOptions) -> None:
-        filter_logits(logits, generated, opts, self.special, self._suppress)
-
     def _no_speech_prob(self, logits: np.ndarray, prompt: list[int]) -> float:
         if self.special.no_speech is None or self.special.sot not in prompt:
             return 0.0
@@ -166,71 +119,16 @@ class Seq2SeqModel:
         if opts.block_size is not None:
             raise ValueError("block_size applies to blockdecoder bundles; this bundle is seq2seq")
         budget = min(opts.max_new_tokens, self.manifest.decoder.max_length - len(prompt))
+        t0 = time.perf_counter()
+        state = Seq2SeqState(self, cross)
+        logits = state.prefill(prompt)  # (1, N, V)
+        no_speech = self._no_speech_prob(logits, prompt)
+        first = logits[:, -1].astype(np.float64)
+        filters = [whisper_filter(opts, self.special, self._suppress)]
         if opts.beam_size > 1:
-            return self._beam(cross, prompt, opts, budget)
-        return self._greedy(cross, prompt, opts, budget)
-
-    def _greedy(self, cross, prompt: list[int], opts: DecodeOptions, budget: int) -> DecodeResult:
-        t0 = time.perf_counter()
-        cache = KVCache(self._shape[0], 1, self._shape[1], self._shape[2])
-        rng = np.random.default_rng(opts.seed)
-        logits = self.step(np.array([prompt]), cache, cross)
-        no_speech = self._no_speech_prob(logits, prompt)
-        out: list[int] = []
-        total, steps, first_ms, finished = 0.0, 1, 0.0, False
-        while True:
-            last = logits[:, -1].astype(np.float64)  # (1, V)
-            self._filter(last, [out], opts)
-            tok, lp = pick_token(last[0], opts.temperature, rng)
-            if not first_ms:
-                first_ms = (time.perf_counter() - t0) * 1000
-            total += lp
-            if tok == self.special.eot:
-                finished = True
-                break
-            out.append(tok)
-            if len(out) >= budget:
-                break
-            logits = self.step(np.array([[tok]]), cache, cross)
-            steps += 1
-        return DecodeResult(
-            out, total, no_speech, opts.temperature, first_ms, (time.perf_counter() - t0) * 1000, steps, finished
-        )
-
-    def _beam(self, cross, prompt: list[int], opts: DecodeOptions, budget: int) -> DecodeResult:
-        """Beam search over the batch axis; finished hypotheses ranked by mean log-prob."""
-        t0 = time.perf_counter()
-        n = opts.beam_size
-        cache = KVCache(self._shape[0], 1, self._shape[1], self._shape[2])
-        logits = self.step(np.array([prompt]), cache, cross)
-        no_speech = self._no_speech_prob(logits, prompt)
-        first_ms = (time.perf_counter() - t0) * 1000
-        cache.reorder(np.zeros(n, np.int64))
-        cross_n = (np.repeat(cross[0], n, axis=1), np.repeat(cross[1], n, axis=1))
-        logits = np.repeat(logits[:, -1:], n, axis=0)
-        beams = [Beam()] + [Beam(score=-np.inf) for _ in range(n - 1)]  # identical rows: expand only the first
-        finished: list[Beam] = []
-        steps, hit_budget = 1, True
-        for _ in range(budget):
-            last = logits[:, -1].astype(np.float64)  # (n, V)
-            self._filter(last, [b.tokens for b in beams], opts)
-            total = np.array([b.score for b in beams])[:, None] + log_softmax(last)  # (n, V)
-            nxt = select_beams(total, beams, self.special.eot, finished)
-            if not nxt:
-                hit_budget = False
-                break
-            beams = nxt
-            cache.reorder(np.array([b.src for b in beams]))
-            logits = self.step(np.array([b.tokens[-1:] for b in beams]), cache, cross_n)
-            steps += 1
-        best = best_beam(finished, beams, hit_budget)
-        return DecodeResult(
-            best.tokens,
-            best.score,
-            no_speech,
-            0.0,
-            first_ms,
-            (time.perf_counter() - t0) * 1000,
-            steps,
-            best in finished,
-        )
+            result = beam_search(state, first, budget, self.special.eot, opts.beam_size, filters, started=t0)
+        else:
+            sampling = SamplingOptions(temperature=opts.temperature, seed=opts.seed)
+            result = generate(state, first, budget, [self.special.eot], sampling=sampling, filters=filters, started=t0)
+        result.no_speech_prob = no_speech
+        return result

