@@ -11,6 +11,7 @@ from edge_alm.errors import EdgeALMError
 from edge_alm.formats import FORMATS, render
 
 DEFAULT_MODEL = "models/whisper-base-int8"
+DEFAULT_ALM = "models/smollm2-whisper-alm-int8"
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
@@ -45,6 +46,93 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _warn_untrained(model) -> None:
+    if not model.manifest.config.audio.adapter_trained:
+        print(
+            f"warning: {model.manifest.path}: this bundle's adapter is untrained (random): "
+            "answers do not depend on the audio",
+            file=sys.stderr,
+        )
+
+
+def _ask_options(args: argparse.Namespace) -> dict:
+    keys = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
+    return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from edge_alm.model import EdgeALM
+
+    model = EdgeALM.load(args.model, threads=args.threads)
+    model._require_alm("ask")
+    _warn_untrained(model)
+    chat = model.chat(args.audio or [])
+    opts = _ask_options(args)
+    if args.stream and args.format == "text":
+        from edge_alm.runtime.alm import AskOptions
+
+        for piece in chat.stream(args.question, AskOptions(**opts)):
+            print(piece, end="", flush=True)
+        print()
+        answer = chat.turns[-1][1]
+    else:
+        answer = chat.ask(args.question, **opts)
+        if args.format == "json":
+            print(
+                json.dumps(
+                    {
+                        "text": answer.text,
+                        "tokens": answer.tokens,
+                        "finished": answer.finished,
+                        "timings": answer.timings,
+                    }
+                )
+            )
+        else:
+            print(answer.text)
+    if args.timings:
+        t = answer.timings
+        print(
+            f"  encode {t['encode_ms']:.0f} ms, prefill {t['prefill_ms']:.0f} ms ({t['prompt_tokens']} tokens), "
+            f"first token {t['first_token_ms']:.0f} ms, {t['ms_per_token']:.1f} ms/token ({t['tokens']} tokens)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    """Several questions about the same clips: read questions from stdin, one per line."""
+    from edge_alm.model import EdgeALM
+    from edge_alm.runtime.alm import AskOptions
+
+    model = EdgeALM.load(args.model, threads=args.threads)
+    model._require_alm("chat")
+    _warn_untrained(model)
+    chat = model.chat(args.audio)
+    opts = AskOptions(**_ask_options(args))
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        question = line.strip()
+        if not question:
+            continue
+        for piece in chat.stream(question, opts):
+            print(piece, end="", flush=True)
+        t = chat.turns[-1][1].timings
+        print()
+        if args.timings:
+            print(
+                f"  [prefill {t['prefill_ms']:.0f} ms for {t['prompt_tokens']} tokens, first token "
+                f"{t['first_token_ms']:.0f} ms, {t['ms_per_token']:.1f} ms/token]",
+                file=sys.stderr,
+            )
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from edge_alm.runtime.manifest import load_manifest
 
@@ -58,10 +146,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
             n: {"file": g.file, "precision": g.precision, "mb": round(sizes[n] / 1e6, 1), "sha256": g.sha256[:16]}
             for n, g in m.graphs.items()
         },
-        "decoder": vars(m.decoder),
         "features": vars(m.features),
-        "languages": len(m.tokens.languages),
     }
+    if m.tokens is not None:
+        info["decoder"] = vars(m.decoder)
+        info["languages"] = len(m.tokens.languages)
+    if m.kind == "alm":
+        from dataclasses import asdict
+
+        info["alm"] = asdict(m.config)
     print(json.dumps(info, indent=2))
     return 0
 
@@ -178,6 +271,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--timings", action="store_true", help="print timings to stderr")
     t.add_argument("--block-size", type=int, default=None, help="K for a blockdecoder bundle (default: its own)")
     t.set_defaults(func=_cmd_transcribe)
+    for name, helptext in (
+        ("ask", "answer a question about audio (alm bundles)"),
+        ("chat", "several questions about the same clips, one per stdin line (alm bundles)"),
+    ):
+        a = sub.add_parser(name, help=helptext)
+        if name == "ask":
+            a.add_argument("question")
+            a.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+            a.add_argument("--format", choices=("text", "json"), default="text")
+        a.add_argument(
+            "--audio",
+            action="append",
+            default=None if name == "ask" else None,
+            required=name == "chat",
+            help="an audio file (repeat for a second clip)",
+        )
+        a.add_argument("--model", default=DEFAULT_ALM, help=f"alm bundle directory (default {DEFAULT_ALM})")
+        a.add_argument("--max-new-tokens", type=int, default=None)
+        a.add_argument("--temperature", type=float, default=None, help="0 = greedy (default: the bundle's)")
+        a.add_argument("--top-p", type=float, default=None)
+        a.add_argument("--top-k", type=int, default=None)
+        a.add_argument("--repetition-penalty", type=float, default=None)
+        a.add_argument("--seed", type=int, default=None)
+        a.add_argument("--threads", type=int, default=0)
+        a.add_argument("--timings", action="store_true", help="print encode/prefill/first-token/per-token times")
+        a.set_defaults(func=_cmd_ask if name == "ask" else _cmd_chat)
     i = sub.add_parser("info", help="describe a bundle")
     i.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     i.set_defaults(func=_cmd_info)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_alm.audio import AudioInput, load_audio
+from edge_alm.runtime.alm import AlmModel, Answer, AskOptions, Chat
 from edge_alm.runtime.blockdecoder import BlockDecoderModel
 from edge_alm.runtime.manifest import Manifest, load_manifest
 from edge_alm.runtime.seq2seq import Seq2SeqModel
@@ -17,14 +18,32 @@ from edge_alm.runtime.tokenizer import TextTokenizer
 from edge_alm.runtime.transcribe import Segment, TranscribeOptions, Transcriber, Transcription
 from edge_alm.runtime.vad import EnergyVAD, SileroVAD
 
-__all__ = ["EdgeALM", "Final", "Partial", "Segment", "Stream", "StreamOptions", "TranscribeOptions", "Transcription"]
+__all__ = [
+    "Answer",
+    "AskOptions",
+    "Chat",
+    "EdgeALM",
+    "Final",
+    "Partial",
+    "Segment",
+    "Stream",
+    "StreamOptions",
+    "TranscribeOptions",
+    "Transcription",
+]
 
 
 class EdgeALM:
-    """One loaded bundle: sessions and tokenizer, shared by every transcription."""
+    """One loaded bundle: sessions and tokenizer, shared by every request."""
 
     def __init__(self, manifest: Manifest, session_config: SessionConfig, block_size: int | None = None) -> None:
         self.manifest = manifest
+        self.alm: AlmModel | None = None
+        if manifest.kind == "alm":
+            if block_size is not None:
+                raise ValueError(f"block_size applies to blockdecoder bundles; {manifest.path} is alm")
+            self.alm = AlmModel(manifest, session_config)
+            return
         if manifest.kind == "blockdecoder":
             self.model = BlockDecoderModel(manifest, session_config, block_size)
         elif block_size is not None:
@@ -62,11 +81,36 @@ class EdgeALM:
     def sample_rate(self) -> int:
         return self.manifest.features.sample_rate
 
+    def _require_alm(self, what: str) -> AlmModel:
+        if self.alm is None:
+            raise ValueError(f"{what} needs an alm bundle; {self.manifest.path} is {self.manifest.kind}")
+        return self.alm
+
+    def _require_transcriber(self, what: str) -> None:
+        if self.alm is not None:
+            raise ValueError(f"{what} needs a transcription bundle; {self.manifest.path} is alm (use ask)")
+
+    def chat(self, audio: AudioInput | list[AudioInput] | None = None) -> Chat:
+        """A conversation about one or two clips: the clips are encoded once and the KV cache
+        is kept across questions."""
+        alm = self._require_alm("chat")
+        clips = [] if audio is None else audio if isinstance(audio, list) else [audio]
+        return Chat(alm, [np.ascontiguousarray(load_audio(c, self.sample_rate)) for c in clips])
+
+    def ask(
+        self, question: str, audio: AudioInput | list[AudioInput] | None = None, options: AskOptions | None = None, **kw
+    ) -> Answer:
+        """Answer one question about `audio` (a clip or a list of clips: path, bytes,
+        (samples, rate)). Keyword overrides set AskOptions fields (max_new_tokens,
+        temperature, top_p, top_k, repetition_penalty, beam_size, seed)."""
+        return self.chat(audio).ask(question, options, **kw)
+
     def stream(self, options: StreamOptions | None = None, **overrides) -> Stream:
         """A new streaming session (one per audio source); the model is shared.
 
         Keyword overrides set TranscribeOptions fields used for partials and finals.
         """
+        self._require_transcriber("stream")
         topts = replace(TranscribeOptions(), **overrides)
         return Stream(self.transcriber, self.vad.stepper(), options or StreamOptions(), topts)
 
@@ -75,6 +119,7 @@ class EdgeALM:
 
         Keyword overrides set TranscribeOptions fields, e.g. beam_size=5, window="30s".
         """
+        self._require_transcriber("transcribe")
         opts = replace(options or TranscribeOptions(), **overrides)
         samples = load_audio(audio, self.sample_rate)
         return self.transcriber.transcribe(np.ascontiguousarray(samples), opts)

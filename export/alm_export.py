@@ -82,6 +82,18 @@ def default_smollm2(cache_dir: Path) -> Path:
     return out
 
 
+def smollm2_tokenizer_json(cache_dir: Path) -> Path:
+    """SmolLM2's tokenizer alone, as one `tokenizers` file (seconds: no weights are read)."""
+    out = Path(cache_dir) / "smollm2-tokenizer.json"
+    if not out.is_file():
+        from transformers import AutoTokenizer
+
+        gguf = smollm2_gguf()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).backend_tokenizer.save(str(out))
+    return out
+
+
 def load_lm(source: Path) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 

@@ -155,3 +155,42 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 
     data, sr = sf.read(str(path), dtype="float32")
     return data, sr
+
+
+def tiny_llama_dir(out: Path, seed: int = 0, **overrides) -> Path:
+    """A randomly initialised small Llama with grouped-query heads and SmolLM2's vocabulary."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = dict(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+    )
+    cfg.update(overrides)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(LlamaConfig(**cfg)).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer() -> Path:
+    from edge_alm.export.alm_export import smollm2_tokenizer_json
+
+    return smollm2_tokenizer_json(ROOT / ".cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_alm(tiny_hf, smollm2_tokenizer, tmp_path_factory):
+    """(parts, bundle): a tiny whisper encoder + pooled adapter (p=2) + tiny Llama, fp32."""
+    from edge_alm.export.alm_export import build_alm_bundle, whisper_alm_parts
+
+    lm = tiny_llama_dir(tmp_path_factory.mktemp("tiny_llama"))
+    parts = whisper_alm_parts(tiny_hf, lm, smollm2_tokenizer, pool=2)
+    return parts, build_alm_bundle(parts, tmp_path_factory.mktemp("tiny_alm"), quantize="fp32")

@@ -1,0 +1,277 @@
+"""Audio-language models on four ONNX graphs: audio encoder -> adapter -> causal LM.
+
+A clip becomes audio embeddings once (encoder, then the adapter's pooling and projection);
+the prompt template places them between text embeddings (the embed graph); the LM reads
+the whole prefix once and then one token per step with a grouped-query KV cache. A `Chat`
+keeps that cache across turns, so a follow-up question prefills only its own text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from edge_alm.runtime.decoding import DecodeResult, TokenGenerator, beam_search
+from edge_alm.runtime.errors import AudioError, EdgeALMError
+from edge_alm.runtime.features import log_mel
+from edge_alm.runtime.kv_cache import KVCache
+from edge_alm.runtime.manifest import AlmConfig, Manifest
+from edge_alm.runtime.sampling import SamplingOptions
+from edge_alm.runtime.session import GraphSession, SessionConfig
+from tokenizers import Tokenizer
+
+SLOT = re.compile(r"\{audio(\d+)\}")
+
+
+class PromptError(EdgeALMError):
+    """A request does not fit the model: wrong number of clips, or longer than its context."""
+
+
+@dataclass(frozen=True)
+class AskOptions:
+    max_new_tokens: int | None = None  # answer budget (None: the bundle's default)
+    temperature: float | None = None  # 0: greedy (None: the bundle's default)
+    top_k: int | None = None  # sample among the k likeliest (None: the bundle's default)
+    top_p: float | None = None  # nucleus mass (None: the bundle's default)
+    repetition_penalty: float | None = None  # > 1 discourages repeats (None: the bundle's default)
+    beam_size: int = 1  # > 1: beam search (greedy scoring; sampling options ignored)
+    seed: int = 0  # sampling seed
+
+
+@dataclass
+class Answer:
+    text: str
+    tokens: list[int]  # generated ids, without the stop token
+    finished: bool  # ended at a stop token or string, not at the budget
+    timings: dict[str, float] = field(default_factory=dict)  # encode_ms, prefill_ms, first_token_ms, ms_per_token
+
+
+class AlmState:
+    """One conversation's LM state: the KV cache and what the cache holds, behind the
+    common decoding interface (step, reorder)."""
+
+    def __init__(self, model: AlmModel) -> None:
+        lm = model.config.lm
+        self.model = model
+        self.cache = KVCache(lm.n_layers, 1, lm.n_kv_heads, lm.head_dim)
+        self.history: list[int] = []  # text token ids fed so far (for the repetition penalty)
+
+    @property
+    def length(self) -> int:
+        return self.cache.length
+
+    def feed(self, embeds: np.ndarray) -> np.ndarray:
+        """Embeddings (B, N, D) at the next positions -> last-position logits (B, V), float64."""
+        logits, k, v = self.model.lm.run({"inputs_embeds": embeds, "past_k": self.cache.k, "past_v": self.cache.v})
+        self.cache.update(k, v)
+        return logits[:, -1].astype(np.float64)
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        return self.feed(self.model.embed(tokens[:, None]))  # (n, 1, D)
+
+    def reorder(self, rows: np.ndarray) -> None:
+        self.cache.reorder(rows)
+
+
+class AlmModel:
+    """The sessions and tokenizer of one alm bundle; stateless between requests."""
+
+    def __init__(self, manifest: Manifest, config: SessionConfig) -> None:
+        self.manifest = manifest
+        self.config: AlmConfig = manifest.config
+        g = manifest.graphs
+        self.audio_encoder = GraphSession(manifest.graph_path("audio_encoder"), g["audio_encoder"].sha256, config)
+        self.adapter = GraphSession(manifest.graph_path("adapter"), g["adapter"].sha256, config)
+        self.embed_graph = GraphSession(manifest.graph_path("embed"), g["embed"].sha256, config)
+        self.lm = GraphSession(manifest.graph_path("lm"), g["lm"].sha256, config)
+        self.tokenizer = Tokenizer.from_file(str(manifest.path / manifest.tokenizer))
+        self.params = manifest.features
+
+    @property
+    def max_clips(self) -> int:
+        return max(int(n) for n in self.config.prompt.templates)
+
+    def embed(self, ids: np.ndarray) -> np.ndarray:
+        """Token ids (B, N) -> embeddings (B, N, D)."""
+        (out,) = self.embed_graph.run({"input_ids": np.asarray(ids, np.int64)})
+        return out
+
+    def features(self, samples: np.ndarray) -> np.ndarray:
+        """Mono float samples at the model's rate -> log-mel (1, n_mels, T): the clip's own
+        length (at least min_seconds, padded with silence), T even."""
+        p, a = self.params, self.config.audio
+        step = 2 * a.pool * p.hop_length  # whole audio embeddings: 2 * pool mel frames each
+        n = max(len(samples), int(a.min_seconds * p.sample_rate), 1)
+        n = -(-n // step) * step
+        if n // p.hop_length > a.max_frames:
+            raise AudioError(
+                f"clip is {len(samples) / p.sample_rate:.1f} s; this model's audio encoder takes at most "
+                f"{a.max_frames * p.hop_length / p.sample_rate:.1f} s"
+            )
+        return np.ascontiguousarray(log_mel(samples, p, n_samples=n)[None], np.float32)
+
+    def encode_clip(self, samples: np.ndarray) -> np.ndarray:
+        """Mono float samples at the model's rate -> audio embeddings (S/p, D)."""
+        (hidden,) = self.audio_encoder.run({"input_features": self.features(samples)})  # (1, T/2, C)
+        (emb,) = self.adapter.run({"hidden": hidden})  # (1, T/2/p, D)
+        return emb[0]
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def prompt_parts(self, question: str, n_clips: int, first_turn: bool) -> list[list[int] | int]:
+        """The turn's template as text token lists and clip indices (0-based), in order."""
+        prompt = self.config.prompt
+        if not first_turn:
+            if n_clips:
+                raise PromptError("clips go with the first question of a chat")
+            return [self.encode(prompt.continue_template.replace("{question}", question))]
+        if n_clips == 0:
+            raise PromptError(f"this model answers questions about audio: give 1 to {self.max_clips} clip(s), got none")
+        template = prompt.templates.get(str(n_clips))
+        if template is None:
+            counts = " or ".join(sorted(prompt.templates))
+            raise PromptError(f"this model's prompt takes {counts} clip(s), got {n_clips}")
+        parts: list[list[int] | int] = []
+        pos = 0
+        for m in SLOT.finditer(template):
+            parts.append(self.encode(template[pos : m.start()].replace("{question}", question)))
+            parts.append(int(m.group(1)) - 1)
+            pos = m.end()
+        parts.append(self.encode(template[pos:].replace("{question}", question)))
+        return [p for p in parts if not isinstance(p, list) or p]
+
+    def sampling(self, opts: AskOptions) -> tuple[SamplingOptions, int]:
+        d = self.config.sampling
+
+        def pick(value, default):
+            return default if value is None else value
+
+        s = SamplingOptions(
+            temperature=pick(opts.temperature, d.temperature),
+            top_k=pick(opts.top_k, d.top_k),
+            top_p=pick(opts.top_p, d.top_p),
+            repetition_penalty=pick(opts.repetition_penalty, d.repetition_penalty),
+            seed=opts.seed,
+        )
+        return s, pick(opts.max_new_tokens, d.max_new_tokens)
+
+
+class Chat:
+    """A conversation about one or more clips. The first question prefills the template with
+    the clips' embeddings; each later question prefills only its own turn on top of the
+    cache (the clips are never re-encoded)."""
+
+    def __init__(self, model: AlmModel, clips: list[np.ndarray]) -> None:
+        self.model = model
+        self.clips = clips
+        self.state = AlmState(model)
+        self.turns: list[tuple[str, Answer]] = []
+        self._audio: list[np.ndarray] | None = None
+
+    def _prefill(self, question: str) -> tuple[np.ndarray, dict[str, float]]:
+        m, t0 = self.model, time.perf_counter()
+        first = not self.turns
+        parts = m.prompt_parts(question, len(self.clips) if first else 0, first)
+        encode_ms = 0.0
+        if first and self._audio is None:
+            self._audio = [m.encode_clip(c) for c in self.clips]
+            encode_ms = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        chunks, ids = [], []
+        for part in parts:
+            if isinstance(part, int):
+                chunks.append(self._audio[part])
+            else:
+                chunks.append(m.embed(np.array([part]))[0])
+                ids += part
+        x = np.concatenate(chunks)[None]  # (1, N, D)
+        ctx = m.config.lm.context_length
+        if self.state.length + x.shape[1] >= ctx:
+            raise PromptError(
+                f"prompt is {self.state.length + x.shape[1]} tokens; this model's context is {ctx} tokens"
+            )
+        self.state.history += ids
+        logits = self.state.feed(x)
+        t2 = time.perf_counter()
+        return logits, {"encode_ms": encode_ms, "prefill_ms": (t2 - t1) * 1000, "prompt_tokens": x.shape[1]}
+
+    def stream(self, question: str, options: AskOptions | None = None) -> Iterator[str]:
+        """Answer `question`, yielding text as it is generated; the full Answer is then in
+        `self.turns[-1]`."""
+        opts = options or AskOptions()
+        m, t_start = self.model, time.perf_counter()
+        logits, timings = self._prefill(question)
+        sampling, max_new = m.sampling(opts)
+        budget = min(max_new, m.config.lm.context_length - self.state.length)
+        stops = m.config.prompt.stop_strings
+        start = self.state.length
+        if opts.beam_size > 1:
+            result = beam_search(
+                self.state, logits, budget, m.config.prompt.stop_tokens[0], opts.beam_size, started=t_start
+            )
+            # the rows hold the last live beams, not necessarily the best: keep one row and let
+            # _finish cut it back to the prompt and feed the chosen answer
+            self.state.reorder(np.zeros(1, np.int64))
+            self.state.cache.rewind_to(start)
+            text = m.decode(result.tokens)
+            self._finish(question, result, text, timings, start)
+            yield text
+            return
+        gen = TokenGenerator(
+            self.state,
+            logits,
+            budget,
+            m.config.prompt.stop_tokens,
+            sampling=sampling,
+            history=self.state.history,
+            stop_text=(lambda toks: any(m.decode(toks).endswith(s) for s in stops)) if stops else None,
+            started=t_start,
+        )
+        shown = ""
+        while not gen.is_done():
+            if gen.generate_next_token() is None:
+                break
+            text = m.decode(gen.tokens)
+            if not text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the rest
+                yield text[len(shown) :]
+                shown = text
+        text = m.decode(gen.tokens)
+        for s in stops:
+            if text.endswith(s):
+                text = text[: -len(s)]
+        if len(text) > len(shown):
+            yield text[len(shown) :]
+        self._finish(question, gen.result(), text, timings, start)
+
+    def _finish(self, question: str, r: DecodeResult, text: str, timings: dict[str, float], start: int) -> None:
+        # the cache must hold the whole answer for the next turn: the loop does not feed a token
+        # that ended generation by budget or stop string
+        fed = self.state.length - start
+        if fed < len(r.tokens):
+            self.state.feed(self.model.embed(np.array([r.tokens[fed:]])))
+        n = len(r.tokens)
+        decode_ms = r.decode_ms - timings["prefill_ms"] - timings["encode_ms"]
+        timings = {
+            **timings,
+            "first_token_ms": r.first_token_ms,
+            "tokens": n,
+            "ms_per_token": (r.decode_ms - r.first_token_ms) / max(n - 1, 1) if n > 1 else 0.0,
+            "decode_ms": max(decode_ms, 0.0),
+            "total_ms": r.decode_ms,
+        }
+        self.state.history += r.tokens
+        self.turns.append((question, Answer(text, list(r.tokens), r.finished, timings)))
+
+    def ask(self, question: str, options: AskOptions | None = None, **overrides) -> Answer:
+        """Answer `question` (keyword overrides set AskOptions fields)."""
+        opts = replace(options or AskOptions(), **overrides)
+        for _ in self.stream(question, opts):
+            pass
+        return self.turns[-1][1]
