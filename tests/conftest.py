@@ -194,3 +194,20 @@ def tiny_alm(tiny_hf, smollm2_tokenizer, tmp_path_factory):
     lm = tiny_llama_dir(tmp_path_factory.mktemp("tiny_llama"))
     parts = whisper_alm_parts(tiny_hf, lm, smollm2_tokenizer, pool=2)
     return parts, build_alm_bundle(parts, tmp_path_factory.mktemp("tiny_alm"), quantize="fp32")
+
+
+DEFAULT_ALM_BUNDLE = ROOT / "models" / "smollm2-whisper-alm-int8"
+
+
+@pytest.fixture(scope="session")
+def default_alm() -> Path:
+    """The default alm bundle (whisper-base encoder + adapter + SmolLM2-135M-Instruct, int8),
+    built here when `make` has not built it."""
+    if not (DEFAULT_ALM_BUNDLE / "manifest.json").is_file():
+        subprocess.run(
+            [sys.executable, "-m", "edge_alm.cli", "export", "alm", "--out", str(DEFAULT_ALM_BUNDLE)]
+            + ["--cache", str(ROOT / ".cache")],
+            check=True,
+            cwd=ROOT,
+        )
+    return DEFAULT_ALM_BUNDLE
