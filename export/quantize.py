@@ -16,6 +16,7 @@ def quantize_graph(src: Path, dst: Path, precision: str) -> Path:
     if precision == "fp32":
         shutil.copy(src, dst)
     elif precision == "int8":
+        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantize_dynamic(
@@ -25,6 +26,8 @@ def quantize_graph(src: Path, dst: Path, precision: str) -> Path:
             op_types_to_quantize=["MatMul", "Gather"],
             per_channel=False,
             reduce_range=False,
+            # contrib ops (GroupQueryAttention) have no ONNX shape inference: their outputs are float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     else:
         import onnx

@@ -32,8 +32,9 @@ def test_lm_graph_answers_a_text_question_like_the_reference(alm_model):
 def test_manifest_reads_the_lm_shape_from_the_graph(alm_model):
     lm = alm_model.manifest.config.lm
     assert (lm.n_layers, lm.n_kv_heads, lm.head_dim, lm.hidden_size, lm.vocab_size) == (30, 3, 64, 576, 49152)
-    shape = alm_model.alm.lm.session.get_inputs()[1].shape
-    assert shape[0] == lm.n_layers and shape[2] == lm.n_kv_heads and shape[4] == lm.head_dim
+    inputs = alm_model.alm.lm.session.get_inputs()
+    assert len(inputs) == 1 + 2 * lm.n_layers
+    assert inputs[1].name == "past_k.0" and inputs[1].shape[1] == lm.n_kv_heads and inputs[1].shape[3] == lm.head_dim
     assert alm_model.manifest.config.prompt.stop_tokens[0] == alm_model.alm.tokenizer.token_to_id("<|im_end|>")
 
 
