@@ -50,7 +50,8 @@ def run_edge(bundle: Path, threads: int, ids: list[int], n: int) -> dict:
 
     from edge_alm import EdgeALM
 
-    alm = EdgeALM.load(bundle, threads=threads).alm
+    model = EdgeALM.load(bundle, threads=threads)
+    alm = model.alm
     for _ in range(2):  # warm-up
         st = AlmState(alm)
         st.step(np.array([int(np.argmax(st.feed(alm.embed(np.array([ids])))[0]))]))
@@ -70,9 +71,6 @@ def run_edge(bundle: Path, threads: int, ids: list[int], n: int) -> dict:
     t = np.arange(10 * 16000) / 16000
     clip = (0.2 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
     q = "Is the speaker in this recording a man or a woman, and do they sound happy or sad?"
-    from edge_alm.model import EdgeALM as _E  # noqa: F401  (already loaded)
-
-    model = EdgeALM.load(bundle, threads=threads)
     model.ask(q, audio=(clip, 16000), max_new_tokens=1)  # warm-up
     ttft = [model.ask(q, audio=(clip, 16000), max_new_tokens=1).timings for _ in range(3)]
     best = min(ttft, key=lambda x: x["first_token_ms"])

@@ -211,10 +211,15 @@ def onnx_logits(paths: dict[str, Path], feats: np.ndarray, before: list[int], af
     x = np.concatenate([t0, audio, t1], axis=1)
     lm = s["lm"]
     names = [o.name for o in lm.get_outputs()]
-    past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32) for i in lm.get_inputs()[1:]}
-    out = dict(zip(names, lm.run(None, {"inputs_embeds": x[:, :-1], **past})))
-    past = {n.replace("present", "past"): v for n, v in out.items() if n != "logits"}
-    logits = lm.run(None, {"inputs_embeds": x[:, -1:], **past})[0]
+    past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32) for i in lm.get_inputs()[3:]}
+    n = x.shape[1]
+
+    def lengths(total: int) -> dict:
+        return {"seqlens_k": np.array([total - 1], np.int32), "total_sequence_length": np.array(total, np.int32)}
+
+    out = dict(zip(names, lm.run(None, {"inputs_embeds": x[:, :-1], **lengths(n - 1), **past})))
+    past = {k.replace("present", "past"): v for k, v in out.items() if k != "logits"}
+    logits = lm.run(None, {"inputs_embeds": x[:, -1:], **lengths(n), **past})[0]
     return logits[0, -1]
 
 

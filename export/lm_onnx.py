@@ -10,9 +10,12 @@ the graph node by node with the fused contrib ops that onnxruntime-genai's build
                MatMul o_proj; MatMul of packed gate|up, SiLU * up, MatMul down_proj
 
 Interface (names are the contract with runtime/alm.py):
-    inputs_embeds (B, N, D), past_k.{i} / past_v.{i} (B, KVH, P, Dh) for each layer i
-    -> logits (B, 1, V) of the last position, present_k.{i} / present_v.{i} (B, KVH, P+N, Dh)
-The position of new token j is P + j; the output projection is untied, so it is quantized.
+    inputs_embeds (B, N, D), seqlens_k (B,) int32 = P + N - 1, total_sequence_length () int32 = P + N,
+    past_k.{i} / past_v.{i} (B, KVH, P or capacity, Dh) for each layer i
+    -> logits (B, 1, V) of the last position, present_k.{i} / present_v.{i} (B, KVH, P+N or capacity, Dh)
+P tokens are cached; new token j sits at position P + j. When past and present are bound to
+the same buffer of some capacity, GroupQueryAttention writes the new K/V into it in place.
+The output projection is untied, so it is quantized.
 """
 
 from __future__ import annotations
@@ -80,18 +83,7 @@ def build_lm_onnx(lm: torch.nn.Module, path: Path) -> Path:
     cos, sin = rotary_tables(lm, head_dim)
     cos_name, sin_name = g.const("cos_cache", cos), g.const("sin_cache", sin)
 
-    # sequence lengths for GroupQueryAttention, from the shapes: total = P + N, seqlens_k = total - 1
-    past_len = g.op("Gather", [g.op("Shape", ["past_k.0"]), g.const("two", np.array(2, np.int64))])
-    new_len = g.op("Gather", [g.op("Shape", ["inputs_embeds"]), g.const("one", np.array(1, np.int64))])
-    batch = g.op("Gather", [g.op("Shape", ["inputs_embeds"]), g.const("zero", np.array(0, np.int64))])
-    total64 = g.op("Add", [past_len, new_len])
-    total = g.op("Cast", [total64], to=TensorProto.INT32)
-    seqlens = g.op(
-        "Expand",
-        [g.op("Sub", [total, g.const("one32", np.array(1, np.int32))]), g.op("Unsqueeze", [batch, "axes0"])],
-    )
-    g.const("axes0", np.array([0], np.int64))
-
+    seqlens, total = "seqlens_k", "total_sequence_length"  # graph inputs: the runtime knows the lengths
     layers = lm.model.layers
     residual, pending = "inputs_embeds", None  # pending: the sublayer output not yet added
     for i, layer in enumerate(layers):
@@ -146,7 +138,11 @@ def build_lm_onnx(lm: torch.nn.Module, path: Path) -> Path:
     f32 = TensorProto.FLOAT
     kv_in = ["batch", n_kv, "past", head_dim]
     kv_out = ["batch", n_kv, "total", head_dim]
-    inputs = [helper.make_tensor_value_info("inputs_embeds", f32, ["batch", "new", d])]
+    inputs = [
+        helper.make_tensor_value_info("inputs_embeds", f32, ["batch", "new", d]),
+        helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
+        helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
+    ]
     outputs = [helper.make_tensor_value_info("logits", f32, ["batch", 1, cfg.vocab_size])]
     for i in range(n_layers):
         inputs += [helper.make_tensor_value_info(f"past_{kv}.{i}", f32, kv_in) for kv in "kv"]

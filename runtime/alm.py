@@ -17,7 +17,7 @@ import numpy as np
 from edge_alm.runtime.decoding import DecodeResult, TokenGenerator, beam_search
 from edge_alm.runtime.errors import AudioError, EdgeALMError
 from edge_alm.runtime.features import log_mel
-from edge_alm.runtime.kv_cache import LayerKVCache
+from edge_alm.runtime.kv_cache import KVBuffers
 from edge_alm.runtime.manifest import AlmConfig, Manifest
 from edge_alm.runtime.sampling import SamplingOptions
 from edge_alm.runtime.session import GraphSession, SessionConfig
@@ -56,7 +56,7 @@ class AlmState:
     def __init__(self, model: AlmModel) -> None:
         lm = model.config.lm
         self.model = model
-        self.cache = LayerKVCache(lm.n_layers, 1, lm.n_kv_heads, lm.head_dim)
+        self.cache = KVBuffers(lm.n_layers, 1, lm.n_kv_heads, lm.head_dim)
         self.history: list[int] = []  # text token ids fed so far (for the repetition penalty)
 
     @property
@@ -65,10 +65,16 @@ class AlmState:
 
     def feed(self, embeds: np.ndarray) -> np.ndarray:
         """Embeddings (B, N, D) at the next positions -> last-position logits (B, V), float64."""
-        lm = self.model.lm
-        out = dict(zip(lm.outputs, lm.run({"inputs_embeds": embeds, **self.cache.feeds()})))
-        self.cache.update_from(out)
-        return out["logits"][:, -1].astype(np.float64)
+        cache, n = self.cache, embeds.shape[1]
+        cache.reserve(n)
+        binding = cache.bind(self.model.lm.session)
+        total = cache.length + n
+        binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds, np.float32))
+        binding.bind_cpu_input("seqlens_k", np.full(cache.batch, total - 1, np.int32))
+        binding.bind_cpu_input("total_sequence_length", np.array(total, np.int32))
+        self.model.lm.session.run_with_iobinding(binding)
+        cache.length = total
+        return binding.get_outputs()[-1].numpy()[:, -1].astype(np.float64)  # logits (B, V)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         return self.feed(self.model.embed(tokens[:, None]))  # (n, 1, D)

@@ -34,36 +34,55 @@ class KVCache:
         self.v = np.take(self.v, beam_indices, axis=1)
 
 
-class LayerKVCache:
-    """The same operations for graphs with one cache input per layer (B, KVH, T, Dh), as the
-    fused LM graph has (onnxruntime's GroupQueryAttention takes each layer's cache alone)."""
+class KVBuffers:
+    """Per-layer K/V buffers (B, KVH, capacity, Dh) that the LM graph writes in place:
+    onnxruntime's GroupQueryAttention shares a bound past and present buffer, so appending
+    copies nothing and `rewind_to` only sets the length. Capacity doubles when full."""
 
-    def __init__(self, n_layers: int, batch: int, n_heads: int, head_dim: int) -> None:
-        empty = np.zeros((batch, n_heads, 0, head_dim), np.float32)
-        self.k = [empty] * n_layers
-        self.v = [empty] * n_layers
+    def __init__(self, n_layers: int, batch: int, n_heads: int, head_dim: int, capacity: int = 256) -> None:
+        self.n_layers, self.length = n_layers, 0
+        self._alloc(np.zeros((2 * n_layers, batch, n_heads, capacity, head_dim), np.float32))
+
+    def _alloc(self, data: np.ndarray) -> None:
+        import onnxruntime as ort
+
+        self.data = data  # (2L, B, KVH, capacity, Dh): K of layer i at 2i, V at 2i + 1
+        self.values = [ort.OrtValue.ortvalue_from_numpy(data[j]) for j in range(len(data))]  # views, no copy
+        self.binding = None  # rebuilt for the new buffers
 
     @property
-    def length(self) -> int:
-        return self.k[0].shape[2]
+    def capacity(self) -> int:
+        return self.data.shape[3]
 
-    def feeds(self) -> dict[str, np.ndarray]:
-        """Graph inputs past_k.{i} / past_v.{i}."""
-        out = {f"past_k.{i}": k for i, k in enumerate(self.k)}
-        out.update({f"past_v.{i}": v for i, v in enumerate(self.v)})
-        return out
+    @property
+    def batch(self) -> int:
+        return self.data.shape[1]
 
-    def update_from(self, outputs: dict[str, np.ndarray]) -> None:
-        """Keep the graph outputs present_k.{i} / present_v.{i}."""
-        self.k = [outputs[f"present_k.{i}"] for i in range(len(self.k))]
-        self.v = [outputs[f"present_v.{i}"] for i in range(len(self.v))]
+    def reserve(self, n: int) -> None:
+        """Make room for n more positions."""
+        if self.length + n > self.capacity:
+            cap = max(2 * self.capacity, self.length + n)
+            grown = np.zeros((*self.data.shape[:3], cap, self.data.shape[4]), np.float32)
+            grown[:, :, :, : self.length] = self.data[:, :, :, : self.length]
+            self._alloc(grown)
+
+    def bind(self, session) -> object:
+        """An IOBinding of `session` with every layer's past and present on these buffers."""
+        if self.binding is None:
+            self.binding = session.io_binding()
+            for i in range(self.n_layers):
+                for j, kv in ((2 * i, "k"), (2 * i + 1, "v")):
+                    self.binding.bind_ortvalue_input(f"past_{kv}.{i}", self.values[j])
+                    self.binding.bind_ortvalue_output(f"present_{kv}.{i}", self.values[j])
+            self.binding.bind_output("logits")
+        return self.binding
 
     def rewind_to(self, n: int) -> None:
+        """Forget every position from n on."""
         if not 0 <= n <= self.length:
             raise ValueError(f"cannot rewind a cache of length {self.length} to {n}")
-        self.k = [k[:, :, :n] for k in self.k]
-        self.v = [v[:, :, :n] for v in self.v]
+        self.length = n
 
     def reorder(self, beam_indices: np.ndarray) -> None:
-        self.k = [np.take(k, beam_indices, axis=0) for k in self.k]
-        self.v = [np.take(v, beam_indices, axis=0) for v in self.v]
+        """Row b of the new cache is row beam_indices[b] of the old one (the batch may change)."""
+        self._alloc(np.ascontiguousarray(np.take(self.data, beam_indices, axis=1)))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from edge_alm.runtime.alm import AlmState, PromptError
+from edge_alm.runtime.kv_cache import KVBuffers
 
 from edge_alm import BundleError, EdgeALM
 
@@ -72,10 +73,13 @@ def test_greedy_tokens_equal_transformers_generate(tiny):
 
 
 def test_cached_decoding_equals_recomputation(tiny):
-    """The logits of the last cached step equal one uncached pass over the whole sequence."""
+    """The logits of the last cached step equal one uncached pass over the whole sequence,
+    with the in-place cache buffers growing several times on the way."""
     _, model = tiny
     alm = model.alm
     chat = model.chat([(clip(2), 16000)])
+    lm = alm.config.lm
+    chat.state.cache = KVBuffers(lm.n_layers, 1, lm.n_kv_heads, lm.head_dim, capacity=4)
     logits, _ = chat._prefill(QUESTION)
     prefix = chat.state.cache.length
     toks = []
@@ -95,7 +99,7 @@ def test_cached_decoding_equals_recomputation(tiny):
             alm.embed(np.array([toks]))[0],
         ]
     )[None]
-    assert x.shape[1] == prefix + 6
+    assert x.shape[1] == prefix + 6 and chat.state.cache.capacity >= prefix + 6
     full = fresh.feed(x)
     assert np.abs(full - logits).max() < 1e-4
     # rewinding the cache and feeding the same token again gives the same logits
@@ -136,6 +140,25 @@ def test_chat_second_turn_equals_fresh_prefill_of_the_conversation(tiny):
         for p in alm.prompt_parts(QUESTION, 1, True)
     ]
     pieces += [alm.embed(np.array([first.tokens]))[0], alm.embed(np.array(follow))[0]]
+    fresh = AlmState(alm).feed(np.concatenate(pieces)[None])
+    assert np.abs(fresh - logits).max() < 1e-4
+
+
+def test_beam_answer_then_a_follow_up_continues_from_the_chosen_answer(tiny):
+    _, model = tiny
+    alm = model.alm
+    c = clip(10)
+    chat = model.chat((c, 16000))
+    beam = chat.ask(QUESTION, max_new_tokens=6, beam_size=3)
+    greedy = model.ask(QUESTION, audio=(c, 16000), max_new_tokens=6)
+    assert len(beam.tokens) == 6 and chat.state.cache.batch == 1
+    assert beam.tokens != greedy.tokens  # on this model the beams leave the greedy path
+    logits, _ = chat._prefill("Why?")
+    pieces = [
+        alm.encode_clip(c) if isinstance(p, int) else alm.embed(np.array([p]))[0]
+        for p in alm.prompt_parts(QUESTION, 1, True)
+    ]
+    pieces += [alm.embed(np.array([beam.tokens]))[0], alm.embed(np.array(alm.prompt_parts("Why?", 0, False)))[0]]
     fresh = AlmState(alm).feed(np.concatenate(pieces)[None])
     assert np.abs(fresh - logits).max() < 1e-4
 

@@ -33,8 +33,8 @@ def test_manifest_reads_the_lm_shape_from_the_graph(alm_model):
     lm = alm_model.manifest.config.lm
     assert (lm.n_layers, lm.n_kv_heads, lm.head_dim, lm.hidden_size, lm.vocab_size) == (30, 3, 64, 576, 49152)
     inputs = alm_model.alm.lm.session.get_inputs()
-    assert len(inputs) == 1 + 2 * lm.n_layers
-    assert inputs[1].name == "past_k.0" and inputs[1].shape[1] == lm.n_kv_heads and inputs[1].shape[3] == lm.head_dim
+    assert len(inputs) == 3 + 2 * lm.n_layers
+    assert inputs[3].name == "past_k.0" and inputs[3].shape[1] == lm.n_kv_heads and inputs[3].shape[3] == lm.head_dim
     assert alm_model.manifest.config.prompt.stop_tokens[0] == alm_model.alm.tokenizer.token_to_id("<|im_end|>")
 
 
