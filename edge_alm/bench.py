@@ -28,6 +28,73 @@ def _wer(refs: list[str], hyps: list[str]) -> float | None:
     return 100 * jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]) if pairs else None
 
 
+def _clip_files(clips_dir: str) -> list[Path]:
+    d = Path(clips_dir)
+    if not d.is_dir():
+        raise EdgeALMError(f"{d}: clips directory not found")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in AUDIO_EXT)
+    if not files:
+        raise EdgeALMError(f"{d}: no .wav/.flac/.ogg clips")
+    return files
+
+
+def run_alm_bench(
+    model_dir: str, clips_dir: str, threads: int, repeats: int = 1, question: str = "", max_new_tokens: int = 32
+) -> dict:
+    """Ask `question` about every clip (after one warm-up): encode, prefill, first-token and
+    per-token times. Clips longer than the encoder takes are skipped (and counted)."""
+    from edge_alm.errors import AudioError
+    from edge_alm.model import EdgeALM
+
+    files = _clip_files(clips_dir)
+    t0 = time.perf_counter()
+    model = EdgeALM.load(model_dir, threads=threads)
+    load_s = time.perf_counter() - t0
+    question = question or "What do you hear in this recording?"
+    rows, skipped = [], []
+    for i, f in enumerate(files):
+        try:
+            if i == 0 or not rows:
+                model.ask(question, audio=f, max_new_tokens=max_new_tokens)  # warm-up
+            runs = [model.ask(question, audio=f, max_new_tokens=max_new_tokens) for _ in range(repeats)]
+        except AudioError as e:
+            skipped.append(f"{f.name}: {e}")
+            continue
+        best = min(runs, key=lambda r: r.timings["total_ms"])
+        rows.append({"file": f.name, "text": best.text, **best.timings})
+    if not rows:
+        raise EdgeALMError(f"{clips_dir}: no clip this model can take ({skipped[0]})")
+
+    def mean(key: str) -> float:
+        return statistics.mean(r[key] for r in rows)
+
+    return {
+        "model": model_dir,
+        "kind": "alm",
+        "threads": threads,
+        "clips": len(rows),
+        "skipped": skipped,
+        "load_s": load_s,
+        "encode_ms_mean": mean("encode_ms"),
+        "prefill_ms_mean": mean("prefill_ms"),
+        "prompt_tokens_mean": mean("prompt_tokens"),
+        "first_token_ms_mean": mean("first_token_ms"),
+        "ms_per_token": sum(r["ms_per_token"] * max(r["tokens"] - 1, 0) for r in rows)
+        / max(1, sum(max(r["tokens"] - 1, 0) for r in rows)),
+        "rows": rows,
+    }
+
+
+def format_alm_summary(s: dict) -> str:
+    skipped = f", {len(s['skipped'])} skipped (too long)" if s["skipped"] else ""
+    return (
+        f"{s['clips']} clips{skipped}, {s['threads']} thread(s), load {s['load_s']:.1f} s: "
+        f"encode {s['encode_ms_mean']:.0f} ms, prefill {s['prefill_ms_mean']:.0f} ms "
+        f"({s['prompt_tokens_mean']:.0f} tokens), first token {s['first_token_ms_mean']:.0f} ms, "
+        f"{s['ms_per_token']:.1f} ms/token"
+    )
+
+
 def run_bench(
     model_dir: str,
     clips_dir: str,
@@ -42,11 +109,7 @@ def run_bench(
     from edge_alm.model import EdgeALM
 
     d = Path(clips_dir)
-    if not d.is_dir():
-        raise EdgeALMError(f"{d}: clips directory not found")
-    files = sorted(p for p in d.iterdir() if p.suffix.lower() in AUDIO_EXT)
-    if not files:
-        raise EdgeALMError(f"{d}: no .wav/.flac/.ogg clips")
+    files = _clip_files(clips_dir)
     refs = {}
     if (d / "index.json").is_file():
         refs = {c["file"]: c["text"] for c in json.loads((d / "index.json").read_text())}

@@ -229,8 +229,18 @@ def _export_alm(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from edge_alm.bench import format_summary, run_bench
+    from edge_alm.bench import format_alm_summary, format_summary, run_alm_bench, run_bench
+    from edge_alm.runtime.manifest import load_manifest
 
+    if load_manifest(args.model).kind == "alm":
+        summary = run_alm_bench(args.model, args.clips, args.threads, args.repeats, args.question, args.max_new_tokens)
+        if args.json:
+            print(json.dumps(summary, indent=1))
+        else:
+            for r in summary["rows"]:
+                print(f"{r['file']:28s} first token {r['first_token_ms']:6.0f} ms  {r['ms_per_token']:5.1f} ms/token")
+            print(format_alm_summary(summary))
+        return 0
     summary = run_bench(args.model, args.clips, args.threads, args.repeats, args.window, args.beam, args.block_size)
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -255,6 +265,13 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     opts = StreamOptions(min_silence_s=args.min_silence, partial_interval_s=args.partial_interval)
     stream = model.stream(opts, language=args.language)
     printer = EventPrinter(args.format)
+    if args.ask:
+        from edge_alm.listen import AskEachFinal
+
+        alm = EdgeALM.load(args.alm_model, threads=args.threads)
+        alm._require_alm("listen --ask")
+        _warn_untrained(alm)
+        printer = AskEachFinal(printer, alm, args.ask, max_new_tokens=args.max_new_tokens)
     if not args.input and args.format == "text":
         print("listening (Ctrl-C to stop)...", file=sys.stderr)
     run_listen(stream, source, printer)
@@ -338,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--language", default="en")
     li.add_argument("--threads", type=int, default=0)
     li.add_argument("--stats", action="store_true", help="print end-of-speech-to-final median and p95 at exit")
+    li.add_argument("--ask", default=None, help="answer this question about each utterance (with --alm-model)")
+    li.add_argument("--alm-model", default=DEFAULT_ALM, help=f"alm bundle for --ask (default {DEFAULT_ALM})")
+    li.add_argument("--max-new-tokens", type=int, default=64, help="answer budget for --ask")
     li.set_defaults(func=_cmd_listen)
     dv = sub.add_parser("devices", help="list audio input devices")
     dv.set_defaults(func=_cmd_devices)
@@ -350,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--beam", type=int, default=1)
     b.add_argument("--block-size", type=int, default=None, help="K for a blockdecoder bundle (default: its own)")
     b.add_argument("--json", action="store_true", help="print the full result as JSON")
+    b.add_argument("--question", default="", help="alm bundles: the question asked about every clip")
+    b.add_argument("--max-new-tokens", type=int, default=32, help="alm bundles: answer budget")
     b.set_defaults(func=_cmd_bench)
     e = sub.add_parser("export", help="build a bundle (needs the export extra)")
     e.add_argument("family", choices=("whisper", "blockdecoder", "alm", "qwen2-audio"))

@@ -51,6 +51,29 @@ class EventPrinter:
         return f"{len(lat)} finals; end of speech to final: median {statistics.median(lat):.0f} ms, p95 {p95:.0f} ms"
 
 
+class AskEachFinal:
+    """`listen --ask`: prints each event, then answers `question` about every final's audio
+    with an alm model (the ALM hears the utterance itself, not its transcript)."""
+
+    def __init__(self, printer: EventPrinter, model, question: str, **ask_options) -> None:
+        self.printer, self.model, self.question, self.opts = printer, model, question, ask_options
+
+    def __call__(self, event: Partial | Final) -> None:
+        self.printer(event)
+        if not isinstance(event, Final) or event.audio is None:
+            return
+        answer = self.model.ask(self.question, audio=(event.audio, 16000), **self.opts)
+        if self.printer.fmt == "jsonl":
+            row = {"type": "answer", "question": self.question, "text": answer.text, "start": round(event.start, 3)}
+            row["first_token_ms"] = round(answer.timings["first_token_ms"], 1)
+            print(json.dumps(row, ensure_ascii=False), file=self.printer.out, flush=True)
+        else:
+            print(f"    -> {answer.text}", file=self.printer.out, flush=True)
+
+    def stats_line(self) -> str:
+        return self.printer.stats_line()
+
+
 def run_listen(stream: Stream, source, printer: EventPrinter) -> None:
     reported = 0
     try:

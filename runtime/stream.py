@@ -47,6 +47,7 @@ class Final:
     start: float  # seconds from the start of the stream
     end: float
     end_of_speech_to_final_ms: float  # wall time from the arrival of the last speech audio to this event
+    audio: np.ndarray | None = field(default=None, repr=False)  # the utterance, 16 kHz (for `listen --ask`)
 
 
 @dataclass
@@ -238,7 +239,7 @@ class Stream:
                 text = self.tr.transcribe(audio, self.topts).text
             if text:
                 lag = (time.perf_counter() - self._last_speech_wall) * 1000
-                self._events.append(Final(text, start / self.sr, (start + len(audio)) / self.sr, lag))
+                self._events.append(Final(text, start / self.sr, (start + len(audio)) / self.sr, lag, audio))
 
     def _cut(self) -> None:
         """Split an over-long utterance at its quietest chunk in the last third; keep the rest open."""

@@ -285,3 +285,22 @@ def test_qwen2_audio_tokens_equal_transformers_generate(smollm2_tokenizer, tmp_p
         )[0, len(ids) :].tolist()
     ref = [t for t in out if t != 2]
     assert len(answer.tokens) >= 3 and answer.tokens == ref
+
+
+def test_cli_bench_and_info_on_an_alm_bundle(tiny_alm, tmp_path):
+    import soundfile as sf
+
+    bundle = tiny_alm[1]
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    sf.write(clips / "a.wav", clip(11, 1.5), 16000)
+    sf.write(clips / "b.wav", clip(12, 2.5), 16000)
+    sf.write(clips / "long.wav", clip(13, 40.0), 16000)  # longer than the encoder takes: skipped, counted
+    proc = cli("bench", bundle, "--clips", clips, "--threads", "1", "--json", "--max-new-tokens", "5")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["kind"] == "alm" and s["clips"] == 2 and len(s["skipped"]) == 1 and "at most 30.0 s" in s["skipped"][0]
+    assert s["first_token_ms_mean"] > s["encode_ms_mean"] > 0 and s["ms_per_token"] > 0
+    info = json.loads(cli("info", bundle).stdout)
+    assert info["kind"] == "alm" and set(info["graphs"]) >= {"audio_encoder", "adapter", "embed", "lm"}
+    assert info["alm"]["audio"]["pool"] == 2 and info["alm"]["lm"]["n_kv_heads"] == 2

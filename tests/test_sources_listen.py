@@ -156,3 +156,22 @@ def test_listen_without_microphone_says_so(default_bundle):
         assert "--input" in proc.stderr or "pip install" in proc.stderr
     else:
         pytest.skip("this machine has a microphone")
+
+
+def test_listen_ask_answers_each_final_with_the_alm(default_bundle, tiny_alm, speech_wav):
+    """`listen --ask`: each final is followed by the ALM's answer about that utterance's audio
+    (the tiny alm is random: this checks the path, not the answer)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_alm.cli", "listen", "--model", str(default_bundle), "--input", str(speech_wav)]
+        + ["--format", "jsonl", "--ask", "Who is speaking?", "--alm-model", str(tiny_alm[1])]
+        + ["--max-new-tokens", "3"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = [r["type"] for r in rows if r["type"] != "partial"]
+    assert kinds == ["final", "answer"]
+    answer = rows[-1]
+    assert answer["question"] == "Who is speaking?" and answer["start"] == rows[-2]["start"]
+    assert "adapter is untrained" in proc.stderr
