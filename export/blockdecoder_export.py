@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from edge_alm.export.quantize import quantize_graph
 from edge_alm.export.whisper_export import common_sections
 from edge_alm.export.whisper_graphs import WhisperEncoderGraph
 from edge_alm.export.whisper_weights import whisper_tokenizer_json
-from edge_alm.runtime.manifest import write_manifest
+from edge_alm.runtime.manifest import BlockDecoderConfig, write_manifest
 from torch import nn
 
 
@@ -104,12 +105,14 @@ def build_blockdecoder_bundle(
             "source": str(whisper_dir),
             "graphs": with_vad(graphs, vad, out),
             **common_sections(whisper.config, gen, out, n_layers=len(bd.merger_layers)),
-            "extra": {
-                "block_size": block_size,
-                "text_layers": len(bd.text_layers),
-                "merger_layers": len(bd.merger_layers),
-                "merger_source_layers": bd.merger_source_layers,
-            },
+            "extra": asdict(
+                BlockDecoderConfig(
+                    block_size=block_size,
+                    text_layers=len(bd.text_layers),
+                    merger_layers=len(bd.merger_layers),
+                    merger_source_layers=list(bd.merger_source_layers),
+                )
+            ),
         },
     )
     return out

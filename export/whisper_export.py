@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from edge_alm.export.graph_export import MIN_QUANT_COSINE, export_onnx, logit_cosine, require_cosine, with_vad
 from edge_alm.export.quantize import quantize_graph
 from edge_alm.export.whisper_graphs import WhisperDecoderGraph, WhisperEncoderGraph
-from edge_alm.runtime.manifest import write_manifest
+from edge_alm.runtime.manifest import DecoderShape, FeatureParams, SpecialTokens, write_manifest
 from tqdm import tqdm
 
 
@@ -120,18 +121,19 @@ def _tokens_section(gen: dict, tokenizer_path: Path) -> dict:
     if no_speech is None:
         no_speech = tok.token_to_id("<|nocaptions|>")
     langs = {k.strip("<|>"): int(v) for k, v in (gen.get("lang_to_id") or {}).items()}
-    return {
-        "sot": int(gen["decoder_start_token_id"]),
-        "eot": int(gen["eos_token_id"] if not isinstance(gen["eos_token_id"], list) else gen["eos_token_id"][0]),
-        "transcribe": int(gen.get("task_to_id", {}).get("transcribe", tok.token_to_id("<|transcribe|>"))),
-        "translate": int(gen.get("task_to_id", {}).get("translate", tok.token_to_id("<|translate|>"))),
-        "no_timestamps": int(gen["no_timestamps_token_id"]),
-        "no_speech": no_speech,
-        "timestamp_begin": int(gen["no_timestamps_token_id"]) + 1,
-        "languages": langs,
-        "suppress": [int(t) for t in gen.get("suppress_tokens") or []],
-        "begin_suppress": [int(t) for t in gen.get("begin_suppress_tokens") or []],
-    }
+    tokens = SpecialTokens(
+        sot=int(gen["decoder_start_token_id"]),
+        eot=int(gen["eos_token_id"] if not isinstance(gen["eos_token_id"], list) else gen["eos_token_id"][0]),
+        transcribe=int(gen.get("task_to_id", {}).get("transcribe", tok.token_to_id("<|transcribe|>"))),
+        translate=int(gen.get("task_to_id", {}).get("translate", tok.token_to_id("<|translate|>"))),
+        no_timestamps=int(gen["no_timestamps_token_id"]),
+        no_speech=no_speech,
+        timestamp_begin=int(gen["no_timestamps_token_id"]) + 1,
+        languages=langs,
+        suppress=tuple(int(t) for t in gen.get("suppress_tokens") or []),
+        begin_suppress=tuple(int(t) for t in gen.get("begin_suppress_tokens") or []),
+    )
+    return asdict(tokens)  # the manifest is written from the dataclass the runtime reads
 
 
 def common_sections(cfg, gen: dict, out: Path, n_layers: int) -> dict:
@@ -139,24 +141,18 @@ def common_sections(cfg, gen: dict, out: Path, n_layers: int) -> dict:
 
     n_layers: layers of the graph that holds the cross-attention (L of the cross K/V).
     """
+    decoder = DecoderShape(
+        n_layers=n_layers,
+        n_heads=cfg.decoder_attention_heads,
+        head_dim=cfg.d_model // cfg.decoder_attention_heads,
+        vocab_size=cfg.vocab_size,
+        max_length=cfg.max_target_positions,
+    )
     return {
-        "features": {
-            "sample_rate": 16000,
-            "n_fft": 400,
-            "hop_length": 160,
-            "n_mels": cfg.num_mel_bins,
-            "chunk_seconds": 30,
-            "frames_per_position": 2,
-        },
+        "features": asdict(FeatureParams(n_mels=cfg.num_mel_bins)),
         "tokenizer": "tokenizer.json",
         "tokens": _tokens_section(gen, out / "tokenizer.json"),
-        "decoder": {
-            "n_layers": n_layers,
-            "n_heads": cfg.decoder_attention_heads,
-            "head_dim": cfg.d_model // cfg.decoder_attention_heads,
-            "vocab_size": cfg.vocab_size,
-            "max_length": cfg.max_target_positions,
-        },
+        "decoder": asdict(decoder),
     }
 
 

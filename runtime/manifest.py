@@ -73,6 +73,7 @@ class BlockDecoderConfig:
     block_size: int  # K: tokens the Merger predicts per block
     text_layers: int  # layers of the text encoder
     merger_layers: int  # layers of the Merger (L of the audio K/V)
+    merger_source_layers: list[int] = field(default_factory=list)  # teacher layers the Merger started from
 
 
 @dataclass(frozen=True)
