@@ -13,7 +13,7 @@ SAMPLE := samples/demo.wav
 THREADS ?= 2
 DEMO_TEXT := Edge inference runs speech recognition on small devices, without a network connection. Please call me back when you get home tonight.
 
-.PHONY: demo test lint bench debian venv bundle clean blockdecoder-train
+.PHONY: demo test lint bench bench-alm debian venv bundle clean blockdecoder-train
 
 # Debian packages: espeak-ng (speech for the demo and tests), libsndfile (audio I/O),
 # PortAudio (microphone); tests add PulseAudio and ALSA's pulse plugin for a virtual microphone.
@@ -38,6 +38,16 @@ bench: PKGS := $(TEST_PKGS) flite sox
 bench: debian $(VENV)/.installed $(BUNDLE)/manifest.json
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m benchmarks.compare --threads 1 2 --repeats 3 --out benchmarks/results/latest
+
+# LM decode speed against llama.cpp and onnxruntime-genai on the same SmolLM2 weights;
+# writes benchmarks/results/x86-2core/lm_speed.{md,json,png}.
+bench-alm: PKGS := $(TEST_PKGS)
+bench-alm: debian $(VENV)/.installed $(ALM_BUNDLE)/manifest.json models/smollm2-whisper-alm-int4/manifest.json
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m benchmarks.lm_speed --threads 1 2 --repeats 3
+
+models/smollm2-whisper-alm-int4/manifest.json: | $(VENV)/.installed
+	$(VENV)/bin/edge-alm export alm --lm-quantize int4 --out models/smollm2-whisper-alm-int4
 
 PKGS ?= $(TEST_PKGS)
 debian:
