@@ -198,6 +198,11 @@ def test_bundle_missing_its_lm_graph(tiny_alm, tmp_path):
     (bundle / "lm.onnx").unlink()
     with pytest.raises(BundleError, match="lm.onnx: lm file missing"):
         EdgeALM.load(bundle)
+    proc = cli("ask", "--model", bundle, QUESTION)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")] == [
+        f"error: {bundle / 'lm.onnx'}: lm file missing from the bundle"
+    ]
     m = json.loads((bundle / "manifest.json").read_text())
     del m["alm"]["lm"]["context_length"]
     (bundle / "manifest.json").write_text(json.dumps(m))
