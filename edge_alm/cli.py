@@ -168,7 +168,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except ImportError as e:
         hint = "pip install 'edge-alm[export]'"
         raise EdgeALMError(f"export needs the export extra ({e.name} missing): {hint}") from None
-    if args.family in ("alm", "qwen2-audio"):
+    if args.family in ("alm", "qwen2-audio", "alm-qa"):
         return _export_alm(args)
     if args.family == "blockdecoder" and args.student and not Path(args.student).is_file():
         raise EdgeALMError(f"student weights not found: {args.student}")
@@ -204,13 +204,42 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lm_tok(cache: Path, lm: Path | None = None) -> Path:
+    from edge_alm.export.alm_export import default_smollm2, tokenizer_json
+
+    lm = lm or default_smollm2(cache)
+    return lm / "tokenizer.json" if (lm / "tokenizer.json").is_file() else tokenizer_json(lm, cache / "lm-tok.json")
+
+
 def _export_alm(args: argparse.Namespace) -> int:
-    from edge_alm.export.alm_export import build_alm_bundle, default_smollm2, tokenizer_json, whisper_alm_parts
+    from edge_alm.export.alm_export import build_alm_bundle, default_smollm2, whisper_alm_parts
     from edge_alm.export.qwen2_audio import qwen2_audio_parts
     from edge_alm.export.vad_asset import silero_vad_onnx
     from edge_alm.export.whisper_weights import default_whisper_base
 
     cache = Path(args.cache)
+    if args.family == "alm-qa":  # train the adapter + LoRA first (resumable), then export with them
+        import shutil
+
+        from edge_alm.export.alm_qa_train import build_and_train
+
+        base = Path(args.work_alm) / "base-bundle"
+        if not (base / "manifest.json").is_file():
+            parts = whisper_alm_parts(default_whisper_base(cache), default_smollm2(cache), _lm_tok(cache), args.pool)
+            build_alm_bundle(parts, base, quantize="int8")
+        weights = build_and_train(
+            Path(args.work_alm),
+            base,
+            cache,
+            args.qa_speech,
+            args.qa_sounds,
+            args.qa_pairs,
+            args.qa_steps,
+            pool=args.pool,
+        )
+        if args.save_adapter:
+            shutil.copy(weights, args.save_adapter)
+        args.adapter = str(weights)
     if args.adapter and not Path(args.adapter).is_file():
         raise EdgeALMError(f"adapter weights not found: {args.adapter}")
     if args.family == "qwen2-audio":
@@ -220,7 +249,7 @@ def _export_alm(args: argparse.Namespace) -> int:
     else:
         lm = default_smollm2(cache) if args.lm == "default" else Path(args.lm)
         whisper = default_whisper_base(cache) if args.encoder == "default" else Path(args.encoder)
-        tok = lm / "tokenizer.json" if (lm / "tokenizer.json").is_file() else tokenizer_json(lm, cache / "lm-tok.json")
+        tok = _lm_tok(cache, lm)
         parts = whisper_alm_parts(whisper, lm, tok, pool=args.pool, adapter_weights=args.adapter)
     vad = None if args.no_vad else silero_vad_onnx(cache)
     build_alm_bundle(parts, args.out, quantize=args.quantize, lm_quantize=args.lm_quantize, vad=vad)
@@ -374,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-new-tokens", type=int, default=32, help="alm bundles: answer budget")
     b.set_defaults(func=_cmd_bench)
     e = sub.add_parser("export", help="build a bundle (needs the export extra)")
-    e.add_argument("family", choices=("whisper", "blockdecoder", "alm", "qwen2-audio"))
+    e.add_argument("family", choices=("whisper", "blockdecoder", "alm", "qwen2-audio", "alm-qa"))
     e.add_argument(
         "--source",
         default="default",
@@ -391,6 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--adapter", default=None, help="trained adapter weights (.npz); without: random, untrained")
     al.add_argument("--pool", type=int, default=4, help="encoder frames averaged into one audio token")
     al.add_argument("--lm-quantize", choices=("fp32", "int8", "int4"), default=None, help="LM precision")
+    qa = e.add_argument_group("alm-qa (train the audio-QA adapter + LoRA, then export)")
+    qa.add_argument("--work-alm", default=".cache/alm-qa", help="corpus, frames cache and checkpoints (resumable)")
+    qa.add_argument("--qa-speech", type=int, default=3000, help="speech clips to synthesise")
+    qa.add_argument("--qa-sounds", type=int, default=1200, help="non-speech clips to synthesise")
+    qa.add_argument("--qa-pairs", type=int, default=1500, help="two-clip questions")
+    qa.add_argument("--qa-steps", type=int, default=1300, help="training steps (batch 8)")
+    qa.add_argument("--save-adapter", default=None, help="also copy the trained weights here")
     bd = e.add_argument_group("blockdecoder (distilled from a whisper teacher bundle)")
     bd.add_argument("--teacher", default="models/whisper-base-int8", help="whisper bundle that labels the audio")
     bd.add_argument("--whisper", default="default", help="HF Whisper dir the student is initialised from")

@@ -9,6 +9,7 @@ Qwen2-Audio checkpoints come through `qwen2_audio_parts`.
 from __future__ import annotations
 
 import importlib.util
+import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,10 +144,16 @@ def whisper_alm_parts(
     enc, wcfg = whisper.model.encoder, whisper.config
     lm = load_lm(lm_dir)
     torch.manual_seed(seed)
+    if adapter_weights is not None:
+        weights = load_trained(adapter_weights, lm, enc)
+        pool = int(json.loads(str(weights["meta"]))["pool"])
     adapter = PooledMLPAdapter(wcfg.d_model, lm.config.hidden_size, pool)
     if adapter_weights is not None:
-        state = {k: torch.from_numpy(v) for k, v in np.load(adapter_weights).items()}
-        adapter.load_state_dict(state)
+        adapter.load_state_dict({k[8:]: torch.from_numpy(v) for k, v in weights.items() if k.startswith("adapter.")})
+        if any(k.startswith("lora.") for k in weights):
+            from edge_alm.export.alm_qa_train import merge_lora
+
+            merge_lora(lm, weights)
     tok = Tokenizer.from_file(str(tok_json))
     stops = [t for t in (tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")) if t is not None]
     return AlmParts(
@@ -165,6 +172,21 @@ def whisper_alm_parts(
         source=f"encoder {whisper_dir}; lm {lm_dir}; adapter {adapter_weights or 'untrained (random)'}",
         adapter_trained=adapter_weights is not None,
     )
+
+
+def load_trained(path: Path, lm: torch.nn.Module, encoder: torch.nn.Module) -> dict[str, np.ndarray]:
+    """Trained adapter (+ LoRA) weights, refused unless they were trained on this LM and encoder."""
+    from edge_alm.export.alm_qa_train import fingerprint
+
+    weights = dict(np.load(path))
+    meta = json.loads(str(weights["meta"]))
+    for what, want, have in (
+        ("language model", meta["base_lm"], fingerprint(lm.get_input_embeddings().weight)),
+        ("audio encoder", meta["encoder"], fingerprint(encoder.conv1.weight)),
+    ):
+        if want != have:
+            raise ValueError(f"{path}: trained on another {what} (fingerprint {want}, this one is {have})")
+    return weights
 
 
 def export_fp32(parts: AlmParts, out: Path) -> dict[str, Path]:

@@ -1,0 +1,252 @@
+"""The audio-QA corpus: generated clips, questions with paraphrases, answers by construction.
+
+Each clip is made from known parts (export/alm_qa_audio.py), labelled while it is made (and
+speech-quality labelled by DNSMOS P.835 from PyPI `speechmos`), then encoded once by the alm
+bundle's own audio encoder graph; the frames are cached on disk (fp16), so training never
+runs the encoder. Questions come from templates with paraphrases; answers are short texts
+the evaluation can parse. The held-out split uses sentences, voices and seeds that training
+never sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from edge_alm.export import alm_qa_audio as A
+
+QUESTIONS = {
+    "gender": [
+        "Is the speaker male or female?",
+        "Is this a man's or a woman's voice?",
+        "What is the speaker's gender?",
+    ],
+    "rate": ["Is the speech slow, normal or fast?", "How fast does the speaker talk: slow, normal or fast?"],
+    "speech": ["Is there speech in this recording?", "Does anyone speak in this clip?"],
+    "sound": ["What kind of sound is this?", "What do you hear?", "What type of audio is this?"],
+    "beeps": ["How many beeps are there?", "Count the beeps.", "How many beeps do you hear?"],
+    "pitch": ["Is the tone high or low?", "Is the pitch high or low?"],
+    "mos": [
+        "Rate the overall quality of this recording from 1 to 5.",
+        "What is the overall quality score, from 1 to 5?",
+        "Give a mean opinion score for this recording.",
+    ],
+    "problem": ["What is wrong with this recording?", "What degradation does this recording have?"],
+    "noisy": ["How noisy is this recording: clean, slightly noisy or very noisy?", "Is the recording noisy?"],
+    "transcribe": ["What is said?", "Transcribe the speech.", "What does the speaker say?"],
+    "describe": ["Describe this recording in one sentence.", "Describe the audio briefly."],
+    "louder": ["Which clip is louder, the first or the second?", "Which recording is louder?"],
+    "longer": ["Which clip is longer, the first or the second?", "Which recording lasts longer?"],
+    "noisier": ["Which clip is noisier, the first or the second?", "Which recording has more noise?"],
+}
+SOUND_WORDS = {"tone": "a tone", "beeps": "beeps", "noise": "noise", "siren": "a siren", "silence": "silence"}
+NUMBERS = ["zero", "one", "two", "three", "four", "five"]
+
+
+@dataclass
+class ClipSpec:
+    index: int
+    split: str  # train | heldout
+    kind: str  # speech | tone | beeps | noise | siren | silence
+    labels: dict = field(default_factory=dict)
+
+
+def dnsmos_model() -> Path:
+    spec = importlib.util.find_spec("speechmos")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package speechmos is not installed; run: pip install --no-deps speechmos==0.0.1.1")
+    return Path(list(spec.submodule_search_locations)[0]) / "dnsmos_models" / "sig_bak_ovr.onnx"
+
+
+class DNSMOS:
+    """DNSMOS P.835 OVRL with the published polynomial mapping (non-personalized)."""
+
+    LEN = 144160  # 9.01 s at 16 kHz
+    OVRL = np.poly1d([-0.06766283, 1.11546468, 0.04602535])
+
+    def __init__(self) -> None:
+        import onnxruntime as ort
+
+        o = ort.SessionOptions()
+        o.intra_op_num_threads = 1
+        self.s = ort.InferenceSession(str(dnsmos_model()), o, providers=["CPUExecutionProvider"])
+
+    def ovrl(self, x: np.ndarray) -> float:
+        x = np.resize(x, max(self.LEN, len(x))).astype(np.float32)  # shorter clips are repeated
+        starts = range(0, len(x) - self.LEN + 1, A.SR)
+        raw = [self.s.run(None, {"input_1": x[None, s : s + self.LEN]})[0][0, 2] for s in starts]
+        return float(self.OVRL(np.mean(raw)))
+
+
+def split_sentences(pool: list[str]) -> tuple[list[str], list[str]]:
+    """About 8 % of sentences, chosen by hash, are held out."""
+    held = [s for s in pool if int(hashlib.sha1(s.encode()).hexdigest(), 16) % 12 == 0]
+    return [s for s in pool if s not in set(held)], held
+
+
+def make_clip(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarray]:
+    rng = np.random.default_rng([spec.index, 1 if spec.split == "heldout" else 0])
+    labels = spec.labels
+    if spec.kind == "speech":
+        voices = A.HELD_OUT_VOICES if spec.split == "heldout" else A.train_voices()
+        voice = voices[rng.integers(len(voices))]
+        rate = ["slow", "normal", "fast"][rng.integers(3)]
+        text = sentences[rng.integers(len(sentences))]
+        x = A.speak(text, voice, rate)
+        labels.update(text=text, gender=voice.gender, rate=rate, voice=voice.name)
+        x, labels["problem"], labels["snr"] = degrade(x, rng)
+    elif spec.kind == "tone":
+        labels["pitch"] = "high" if rng.random() < 0.5 else "low"
+        x = A.tone(_freq(labels["pitch"], rng), rng.uniform(1.0, 4.0), rng.uniform(-30, -12))
+    elif spec.kind == "beeps":
+        labels["pitch"] = "high" if rng.random() < 0.5 else "low"
+        labels["count"] = int(rng.integers(1, 6))
+        x = A.beeps(labels["count"], _freq(labels["pitch"], rng), rng)
+    elif spec.kind == "noise":
+        x = A.normalise(A.noise(["white", "pink", "brown"][rng.integers(3)], int(rng.uniform(1, 4) * A.SR), rng), -25)
+    elif spec.kind == "siren":
+        x = A.siren(rng.uniform(1.5, 4.0), rng)
+    else:
+        x = (A.noise("white", int(rng.uniform(1, 4) * A.SR), rng) * 10 ** (-75 / 20)).astype(np.float32)
+    gain = float(rng.uniform(-14, 8)) if spec.kind != "silence" else 0.0
+    labels["level_db"] = A.rms_db(x) + gain
+    x = np.clip(x * 10 ** (gain / 20), -1, 1).astype(np.float32)
+    labels["seconds"] = len(x) / A.SR
+    return spec, x
+
+
+def _freq(pitch: str, rng: np.random.Generator) -> float:
+    return float(rng.uniform(1200, 3000) if pitch == "high" else rng.uniform(150, 350))
+
+
+def degrade(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str, float | None]:
+    """One degradation with known parameters (or none): (audio, problem label, SNR in dB)."""
+    r = rng.random()
+    if r < 0.35:
+        return x, "nothing", None
+    if r < 0.6:
+        snr = float(rng.uniform(-5, 25))
+        kind = ["white", "pink", "brown", "babble"][rng.integers(4)]
+        babble = A.noise("pink", len(x), rng) * np.abs(np.sin(np.arange(len(x)) / A.SR * 7))  # modulated
+        return A.add_noise(x, snr, kind, rng, babble), "background noise" if snr < 22 else "nothing", snr
+    if r < 0.7:
+        return A.clip_peaks(x, float(rng.uniform(0.03, 0.25))), "clipping", None
+    if r < 0.8:
+        return A.telephone(x), "telephone band", None
+    if r < 0.9:
+        return A.dropouts(x, float(rng.uniform(0.12, 0.3)), rng), "dropouts", None
+    return A.reverb(x, float(rng.uniform(0.5, 1.2)), rng), "reverberation", None
+
+
+def questions_for(clip: dict, rng: np.random.Generator, per_clip: int) -> list[dict]:
+    """Single-clip questions this clip can answer, `per_clip` of them at random."""
+    lab, kind = clip["labels"], clip["kind"]
+    answers = {
+        "speech": "yes" if kind == "speech" else "no",
+        "sound": "speech" if kind == "speech" else SOUND_WORDS[kind],
+    }
+    if kind == "speech":
+        answers.update(gender=lab["gender"], rate=lab["rate"], mos=f"{lab['mos']:.1f}", problem=lab["problem"])
+        snr = lab.get("snr")
+        if lab["problem"] in ("nothing", "background noise"):
+            answers["noisy"] = "clean" if snr is None or snr >= 22 else "slightly noisy" if snr >= 10 else "very noisy"
+        if lab["problem"] == "nothing":
+            answers["transcribe"] = lab["text"]
+        extra = "" if lab["problem"] == "nothing" else f", with {lab['problem']}"
+        answers["describe"] = f"A {lab['gender']} voice speaking at a {lab['rate']} pace{extra}."
+    if kind in ("tone", "beeps"):
+        answers["pitch"] = lab["pitch"]
+    if kind == "beeps":
+        answers["beeps"] = str(lab["count"])
+        answers["describe"] = f"{NUMBERS[lab['count']].capitalize()} {lab['pitch']} beep{'s' * (lab['count'] > 1)}."
+    elif kind in ("tone", "noise", "siren", "silence"):
+        answers["describe"] = {
+            "tone": f"A steady {lab.get('pitch')} tone.",
+            "noise": "Noise without speech.",
+            "siren": "A siren.",
+            "silence": "Silence.",
+        }[kind]
+    tasks = sorted(answers)
+    # the yes/no speech question and the kind of a speech clip are easy: ask them less often
+    w = np.array([0.25 if (t == "speech" or (t == "sound" and kind == "speech")) else 1.0 for t in tasks])
+    picked = rng.choice(len(tasks), size=min(per_clip, len(tasks)), replace=False, p=w / w.sum())
+    return [_qa([clip["id"]], tasks[i], answers[tasks[i]], rng) for i in picked]
+
+
+def pair_question(a: dict, b: dict, rng: np.random.Generator) -> dict | None:
+    """A two-clip comparison whose answer is clear-cut (else None)."""
+    la, lb = a["labels"], b["labels"]
+    options = []
+    if abs(la["level_db"] - lb["level_db"]) >= 6:
+        options.append(("louder", la["level_db"] > lb["level_db"]))
+    if max(la["seconds"], lb["seconds"]) >= 1.3 * min(la["seconds"], lb["seconds"]):
+        options.append(("longer", la["seconds"] > lb["seconds"]))
+    na, nb = _noise_level(la), _noise_level(lb)
+    if na is not None and nb is not None and abs(na - nb) >= 12:
+        options.append(("noisier", na > nb))
+    if not options:
+        return None
+    task, first = options[rng.integers(len(options))]
+    return _qa([a["id"], b["id"]], task, "the first" if first else "the second", rng)
+
+
+def _noise_level(lab: dict) -> float | None:
+    """Noise level above clean, in dB (clean speech 0), for speech that is clean or noisy only."""
+    if lab.get("problem") not in ("nothing", "background noise"):
+        return None
+    return 0.0 if lab.get("snr") is None else 30.0 - lab["snr"]
+
+
+def _qa(clips: list[int], task: str, answer: str, rng: np.random.Generator) -> dict:
+    q = QUESTIONS[task]
+    return {"clips": clips, "task": task, "question": q[rng.integers(len(q))], "answer": answer}
+
+
+def build_corpus(
+    work: Path, bundle: Path, n_speech: int, n_sound: int, n_pairs: int, split: str, per_clip: int = 3
+) -> Path:
+    """Generate, label and encode one split into work/split/ (resumable: done when index.json
+    exists). Returns the split directory."""
+    out = Path(work) / split
+    if (out / "index.json").is_file():
+        return out
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    train_s, held_s = split_sentences(A.sentence_pool())
+    sentences = held_s if split == "heldout" else train_s
+    offset = 10_000_000 if split == "heldout" else 0
+    kinds = ["speech"] * n_speech + [k for i in range(n_sound) for k in [SOUND_KINDS[i % len(SOUND_KINDS)]]]
+    specs = [ClipSpec(offset + i, split, k) for i, k in enumerate(kinds)]
+    from edge_alm import EdgeALM
+
+    model = EdgeALM.load(bundle, threads=2).alm
+    mos = DNSMOS()
+    clips, t0 = [], time.time()
+    with ProcessPoolExecutor(2) as pool:
+        for n, (spec, x) in enumerate(pool.map(make_clip, specs, [sentences] * len(specs), chunksize=8)):
+            if spec.kind == "speech":
+                spec.labels["mos"] = round(mos.ovrl(x), 2)
+            hidden = model.audio_encoder.run({"input_features": model.features(x)})[0][0]  # (T/2, C)
+            np.save(out / "frames" / f"{n:06d}.npy", hidden.astype(np.float16))
+            clips.append({"id": n, **asdict(spec)})
+            if (n + 1) % 200 == 0 or n + 1 == len(specs):
+                eta = (time.time() - t0) / (n + 1) * (len(specs) - n - 1)
+                print(f"{split}: {n + 1}/{len(specs)} clips, ETA {eta / 60:.1f} min", flush=True)
+    rng = np.random.default_rng(7 if split == "train" else 8)
+    qas = [q for c in clips for q in questions_for(c, rng, per_clip)]
+    speech = [c for c in clips if c["kind"] == "speech"]
+    while sum(len(q["clips"]) == 2 for q in qas) < n_pairs:
+        a, b = rng.choice(len(speech), 2, replace=False)
+        q = pair_question(speech[a], speech[b], rng)
+        if q:
+            qas.append(q)
+    (out / "index.json").write_text(json.dumps({"clips": clips, "qas": qas}))
+    return out
+
+
+SOUND_KINDS = ["beeps", "beeps", "tone", "noise", "siren", "silence"]

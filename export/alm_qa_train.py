@@ -1,0 +1,238 @@
+"""Train the audio-QA model: a pooled MLP adapter and LoRA on SmolLM2's attention, over the
+cached encoder frames of the corpus (export/alm_qa_data.py). The LM and the encoder stay frozen.
+
+Resumable (a checkpoint every `ckpt_every` steps), with progress, ETA and held-out scores in
+`work/log.jsonl`. The result is one small .npz (adapter + LoRA factors + fingerprints of the
+base LM and encoder) that `edge-alm export alm --adapter` turns into a bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from edge_alm.export.alm_graphs import PooledMLPAdapter
+from torch import nn
+
+LORA_TARGETS = ("q_proj", "v_proj")
+
+
+class LoRALinear(nn.Module):
+    """y = W x + (alpha / r) B A x, with W frozen and B starting at zero."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.base, self.scale = base, alpha / rank
+        self.A = nn.Parameter(torch.randn(rank, base.in_features) / math.sqrt(base.in_features))
+        self.B = nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.A.t() @ self.B.t()) * self.scale
+
+
+def add_lora(lm: nn.Module, rank: int, alpha: float) -> list[LoRALinear]:
+    wrapped = []
+    for layer in lm.model.layers:
+        for name in LORA_TARGETS:
+            w = LoRALinear(getattr(layer.self_attn, name), rank, alpha)
+            setattr(layer.self_attn, name, w)
+            wrapped.append(w)
+    return wrapped
+
+
+def fingerprint(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().float().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def merge_lora(lm: nn.Module, weights: dict[str, np.ndarray]) -> None:
+    """Add the trained low-rank updates into the LM's own projection weights (for export)."""
+    scale = float(weights["lora_scale"])
+    with torch.no_grad():
+        for i, layer in enumerate(lm.model.layers):
+            for name in LORA_TARGETS:
+                a, b = weights[f"lora.{i}.{name}.A"], weights[f"lora.{i}.{name}.B"]
+                getattr(layer.self_attn, name).weight += torch.from_numpy(b @ a * scale).float()
+
+
+class Corpus:
+    """One split: QA records, cached frames, prompt tokens from the bundle's own template."""
+
+    def __init__(self, split_dir: Path, alm, im_end: int) -> None:
+        idx = json.loads((split_dir / "index.json").read_text())
+        self.qas, self.dir, self.alm, self.im_end = idx["qas"], split_dir, alm, im_end
+        self.clips = {c["id"]: c for c in idx["clips"]}
+
+    def frames(self, clip: int) -> torch.Tensor:
+        return torch.from_numpy(np.load(self.dir / "frames" / f"{clip:06d}.npy").astype(np.float32))
+
+    def example(self, i: int) -> tuple[list, list[int]]:
+        qa = self.qas[i]
+        parts = self.alm.prompt_parts(qa["question"], len(qa["clips"]), True)
+        parts = [self.frames(qa["clips"][p]) if isinstance(p, int) else p for p in parts]
+        return parts, self.alm.encode(qa["answer"]) + [self.im_end]
+
+
+def batch_forward(lm, adapter, corpus: Corpus, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Teacher-forced pass over a batch: per-example mean loss on the answer tokens, and the
+    predicted first answer token of each row."""
+    emb = lm.get_input_embeddings()
+    seqs, spans = [], []
+    for i in rows:
+        parts, answer = corpus.example(i)
+        chunks = [adapter(p[None])[0] if isinstance(p, torch.Tensor) else emb(torch.tensor(p)) for p in parts]
+        prompt = torch.cat(chunks)
+        seqs.append(torch.cat([prompt, emb(torch.tensor(answer))]))
+        spans.append((prompt.shape[0], answer))
+    n = max(s.shape[0] for s in seqs)
+    x = torch.zeros(len(seqs), n, seqs[0].shape[1])
+    mask = torch.zeros(len(seqs), n, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        x[b, : s.shape[0]], mask[b, : s.shape[0]] = s, 1
+    hidden = lm.model(inputs_embeds=x, attention_mask=mask).last_hidden_state  # (B, L, D)
+    losses, firsts = [], []
+    for b, (start, answer) in enumerate(spans):
+        logits = lm.lm_head(hidden[b, start - 1 : start - 1 + len(answer)])  # rows that predict the answer
+        losses.append(nn.functional.cross_entropy(logits, torch.tensor(answer)))
+        firsts.append(int(logits[0].argmax()))
+    return torch.stack(losses).mean(), torch.tensor([a[0] for _, a in spans]), firsts
+
+
+def train(
+    work: Path,
+    bundle: Path,
+    lm_dir: Path,
+    whisper_dir: Path,
+    steps: int,
+    batch: int = 8,
+    lr: float = 1e-3,
+    pool: int = 4,
+    rank: int = 8,
+    alpha: float = 16.0,
+    eval_every: int = 100,
+    ckpt_every: int = 100,
+    eval_rows: int = 128,
+    seed: int = 0,
+) -> Path:
+    """Train (or resume) and write work/alm-qa.npz."""
+    from edge_alm.export.alm_export import load_lm
+
+    from edge_alm import EdgeALM
+
+    torch.set_num_threads(2)
+    torch.set_flush_denormal(True)
+    work = Path(work)
+    alm = EdgeALM.load(bundle, threads=2).alm
+    im_end = alm.config.prompt.stop_tokens[0]
+    train_set, held = Corpus(work / "train", alm, im_end), Corpus(work / "heldout", alm, im_end)
+    lm = load_lm(lm_dir)
+    lm.config._attn_implementation = "sdpa"
+    for p in lm.parameters():
+        p.requires_grad_(False)
+    base_fp = fingerprint(lm.get_input_embeddings().weight)
+    enc_fp = whisper_fingerprint(whisper_dir)
+    loras = add_lora(lm, rank, alpha)
+    torch.manual_seed(seed)
+    adapter = PooledMLPAdapter(alm.config.audio.encoder_dim, alm.config.lm.hidden_size, pool)
+    params = list(adapter.parameters()) + [p for m in loras for p in (m.A, m.B)]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    ckpt, log = work / "checkpoint.pt", work / "log.jsonl"
+    step = 0
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        adapter.load_state_dict(state["adapter"])
+        for m, (a, b) in zip(loras, state["lora"]):
+            m.A.data, m.B.data = a, b
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        print(f"resumed at step {step}", flush=True)
+    rng = np.random.default_rng([seed, step])
+    eval_idx = np.random.default_rng(99).choice(len(held.qas), min(eval_rows, len(held.qas)), replace=False)
+    t0, first_step = time.time(), step
+    while step < steps:
+        warm = min(1.0, (step + 1) / 30)
+        for g in opt.param_groups:
+            g["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        loss, _, _ = batch_forward(lm, adapter, train_set, list(rng.integers(0, len(train_set.qas), batch)))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        rate = (time.time() - t0) / (step - first_step)
+        row = {"step": step, "loss": round(loss.item(), 4), "s_per_step": round(rate, 2)}
+        if step % eval_every == 0 or step == steps:
+            row.update(evaluate(lm, adapter, held, eval_idx))
+        if step % 10 == 0 or "heldout_loss" in row:
+            print(
+                f"step {step}/{steps} loss {row['loss']:.3f} {rate:.2f} s/step ETA {(steps - step) * rate / 60:.0f} min"
+                + (
+                    f" held-out loss {row['heldout_loss']:.3f} first-token acc {row['heldout_first_token_acc']:.2f}"
+                    if "heldout_loss" in row
+                    else ""
+                ),
+                flush=True,
+            )
+        with open(log, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if step % ckpt_every == 0 or step == steps:
+            lora_state = [(m.A.data, m.B.data) for m in loras]
+            torch.save(
+                {"adapter": adapter.state_dict(), "lora": lora_state, "opt": opt.state_dict(), "step": step}, ckpt
+            )
+    out = work / "alm-qa.npz"
+    save_weights(out, adapter, loras, rank, alpha, pool, {"base_lm": base_fp, "encoder": enc_fp}, steps)
+    return out
+
+
+@torch.no_grad()
+def evaluate(lm, adapter, corpus: Corpus, rows: np.ndarray, batch: int = 16) -> dict:
+    losses, hits = [], 0
+    for i in range(0, len(rows), batch):
+        loss, want, got = batch_forward(lm, adapter, corpus, [int(r) for r in rows[i : i + batch]])
+        losses.append(float(loss) * len(got))
+        hits += sum(int(a == b) for a, b in zip(want.tolist(), got))
+    return {"heldout_loss": round(sum(losses) / len(rows), 4), "heldout_first_token_acc": round(hits / len(rows), 4)}
+
+
+def whisper_fingerprint(whisper_dir: Path) -> str:
+    from transformers import WhisperForConditionalGeneration
+
+    return fingerprint(WhisperForConditionalGeneration.from_pretrained(str(whisper_dir)).model.encoder.conv1.weight)
+
+
+def save_weights(out: Path, adapter, loras, rank, alpha, pool, fingerprints: dict, steps) -> None:
+    arrays = {f"adapter.{k}": v.numpy() for k, v in adapter.state_dict().items()}
+    for j, m in enumerate(loras):
+        i, name = divmod(j, len(LORA_TARGETS))
+        arrays[f"lora.{i}.{LORA_TARGETS[name]}.A"] = m.A.detach().numpy()
+        arrays[f"lora.{i}.{LORA_TARGETS[name]}.B"] = m.B.detach().numpy()
+    meta = {"pool": pool, "rank": rank, "alpha": alpha, "steps": steps, **fingerprints}
+    np.savez(out, lora_scale=np.array(alpha / rank), meta=np.array(json.dumps(meta)), **arrays)
+
+
+def build_and_train(
+    work: Path,
+    bundle: Path,
+    cache: Path,
+    speech_clips: int = 3000,
+    sound_clips: int = 1200,
+    pairs: int = 1500,
+    steps: int = 1300,
+    batch: int = 8,
+    pool: int = 4,
+) -> Path:
+    """The whole recipe: corpus (train + held-out), training; returns the weights file.
+    `bundle` is the untrained alm bundle whose encoder graph and prompt template are used."""
+    from edge_alm.export.alm_export import default_smollm2
+    from edge_alm.export.alm_qa_data import build_corpus
+    from edge_alm.export.whisper_weights import default_whisper_base
+
+    work = Path(work)
+    build_corpus(work, bundle, speech_clips, sound_clips, pairs, "train")
+    build_corpus(work, bundle, max(speech_clips // 10, 40), max(sound_clips // 8, 24), max(pairs // 10, 20), "heldout")
+    return train(work, bundle, default_smollm2(cache), default_whisper_base(cache), steps, batch=batch, pool=pool)
