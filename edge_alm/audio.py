@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,38 +12,46 @@ import soundfile as sf
 import soxr
 
 from edge_alm.errors import AudioError
+from edge_alm.runtime.pcm import check_rate, to_mono_float
+
+__all__ = ["AudioInput", "load_audio", "resample", "to_mono_float"]
 
 AudioInput = str | Path | bytes | tuple[np.ndarray, int] | np.ndarray
 
 
-def to_mono_float(samples: np.ndarray, name: str = "audio") -> np.ndarray:
-    """int16/int32/float samples, (T,) or (T, C), -> float32 mono in [-1, 1]."""
-    a = np.asarray(samples)
-    if a.ndim == 2:
-        # channels last is the soundfile convention; accept (C, T) with few channels too
-        if a.shape[0] <= 8 < a.shape[1]:
-            a = a.T
-        a = a.mean(axis=1) if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64).mean(axis=1)
-    elif a.ndim != 1:
-        raise AudioError(f"{name}: expected samples shaped (T,) or (T, channels), got {a.shape}")
-    if a.dtype == np.int16:
-        a = a.astype(np.float32) / 32768.0
-    elif a.dtype == np.int32:
-        a = a.astype(np.float32) / 2147483648.0
-    elif a.dtype == np.uint8:
-        a = (a.astype(np.float32) - 128.0) / 128.0
-    elif np.issubdtype(a.dtype, np.floating):
-        a = a.astype(np.float32)
-    else:
-        raise AudioError(f"{name}: unsupported sample type {a.dtype}")
-    if a.size and not np.isfinite(a).all():
-        raise AudioError(f"{name}: audio holds NaN or Inf samples")
-    return a
+class TruncatedAudioWarning(UserWarning):
+    """The file ends before its header says it should; what is there is still used."""
+
+
+def wav_truncation(path: Path) -> str | None:
+    """A message when a WAV file's data chunk is shorter than its header announces, else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            size = f.seek(0, 2)
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+        cid, n = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+        if cid == b"fmt " and pos + 16 <= len(head):
+            byte_rate = struct.unpack("<I", head[pos + 16 : pos + 20])[0]
+        if cid == b"data":
+            have = size - pos - 8
+            if n in (0, 0xFFFFFFFF) or have >= n or not byte_rate:  # 0 / -1: a streamed header
+                return None
+            return (
+                f"{path}: truncated WAV: its header announces {n / byte_rate:.2f} s, the file holds "
+                f"{have / byte_rate:.2f} s; using what is there"
+            )
+        pos += 8 + n + (n & 1)
+    return None
 
 
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate <= 0:
-        raise AudioError(f"invalid sample rate {rate}")
+    rate = check_rate(rate)
     if rate == target or samples.size == 0:
         return samples
     return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32)
@@ -53,16 +63,23 @@ def load_audio(audio: AudioInput, target_rate: int = 16000) -> np.ndarray:
         if len(audio) != 2:
             raise AudioError("audio tuple must be (samples, sample_rate)")
         samples, rate = audio
-        return resample(to_mono_float(samples, "samples"), int(rate), target_rate)
+        return resample(to_mono_float(samples, "samples"), check_rate(rate, "samples"), target_rate)
     if isinstance(audio, np.ndarray):
         return to_mono_float(audio, "samples")  # assumed to be at target_rate already
     if isinstance(audio, (bytes, bytearray)):
         name, src = "audio bytes", io.BytesIO(audio)
-    else:
+    elif isinstance(audio, (str, Path)):
         path = Path(audio)
+        if path.is_dir():
+            raise AudioError(f"{path}: is a directory, not an audio file")
         if not path.is_file():
             raise AudioError(f"{path}: audio file not found")
         name, src = str(path), str(path)
+        cut = wav_truncation(path)
+        if cut:
+            warnings.warn(cut, TruncatedAudioWarning, stacklevel=2)
+    else:
+        raise AudioError(f"audio must be a path, bytes, (samples, sample_rate) or an array, got {type(audio).__name__}")
     try:
         data, rate = sf.read(src, dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError

@@ -28,6 +28,23 @@ def _wer(refs: list[str], hyps: list[str]) -> float | None:
     return 100 * jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]) if pairs else None
 
 
+def read_index(path: Path) -> dict[str, str]:
+    """{file name: reference text} from a dev-set index.json, or a one-line error naming the file."""
+    try:
+        entries = json.loads(path.read_text())
+        return {str(c["file"]): str(c["text"]) for c in entries}
+    except json.JSONDecodeError as e:
+        raise EdgeALMError(f"{path}: not valid JSON ({e})") from None
+    except (KeyError, TypeError) as e:
+        raise EdgeALMError(f"{path}: each entry needs 'file' and 'text' (missing {e})") from None
+
+
+def check_repeats(repeats) -> int:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise EdgeALMError(f"repeats must be 1 or more, got {repeats!r}")
+    return repeats
+
+
 def _clip_files(clips_dir: str) -> list[Path]:
     d = Path(clips_dir)
     if not d.is_dir():
@@ -47,6 +64,7 @@ def run_alm_bench(
     from edge_alm.model import EdgeALM
 
     files = _clip_files(clips_dir)
+    check_repeats(repeats)
     t0 = time.perf_counter()
     model = EdgeALM.load(model_dir, threads=threads)
     load_s = time.perf_counter() - t0
@@ -110,9 +128,8 @@ def run_bench(
 
     d = Path(clips_dir)
     files = _clip_files(clips_dir)
-    refs = {}
-    if (d / "index.json").is_file():
-        refs = {c["file"]: c["text"] for c in json.loads((d / "index.json").read_text())}
+    check_repeats(repeats)
+    refs = read_index(d / "index.json") if (d / "index.json").is_file() else {}
     t0 = time.perf_counter()
     model = EdgeALM.load(model_dir, threads=threads, block_size=block_size)
     load_s = time.perf_counter() - t0

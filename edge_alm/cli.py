@@ -442,7 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.showwarning = _print_warning  # library warnings (a truncated file) as one line each
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -49,6 +49,27 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)  # encode_ms, prefill_ms, first_token_ms, ms_per_token
 
 
+MAX_BEAM = 16
+
+
+def check_ask_options(o: AskOptions) -> None:
+    """One-line ValueErrors for values that would crash, hang or be silently ignored."""
+    checks = [
+        (
+            o.max_new_tokens is None or (isinstance(o.max_new_tokens, int) and o.max_new_tokens >= 1),
+            "max_new_tokens must be 1 or more",
+        ),
+        (o.temperature is None or 0 <= o.temperature <= 5, "temperature must be from 0 to 5"),
+        (o.top_p is None or 0 < o.top_p <= 1, "top_p must be in (0, 1]"),
+        (o.top_k is None or (isinstance(o.top_k, int) and o.top_k >= 0), "top_k must be 0 (no limit) or more"),
+        (o.repetition_penalty is None or o.repetition_penalty > 0, "repetition_penalty must be positive"),
+        (isinstance(o.beam_size, int) and 1 <= o.beam_size <= MAX_BEAM, f"beam size must be 1 to {MAX_BEAM}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
 class AlmState:
     """One conversation's LM state: the KV cache and what the cache holds, behind the
     common decoding interface (step, reorder)."""
@@ -159,6 +180,7 @@ class AlmModel:
 
     def sampling(self, opts: AskOptions) -> tuple[SamplingOptions, int]:
         d = self.config.sampling
+        check_ask_options(opts)
 
         def pick(value, default):
             return default if value is None else value

@@ -30,10 +30,17 @@ class BlockDecoderModel:
         self.special = manifest.tokens
         self._suppress = suppress_ids(manifest.tokens)
         cfg = manifest.config  # BlockDecoderConfig
-        self.block_size = int(block_size or cfg.block_size)
+        self.max_block_size = cfg.max_block_size
+        self.block_size = self.check_block_size(cfg.block_size if block_size is None else block_size)
         d = manifest.decoder
         self._lt, self._lm = cfg.text_layers, cfg.merger_layers
         self._h, self._dh = d.n_heads, d.head_dim
+
+    def check_block_size(self, k) -> int:
+        """K must be a whole number from 1 to the largest block the Merger was trained on."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.max_block_size:
+            raise ValueError(f"block_size must be 1 to {self.max_block_size} (the trained maximum), got {k!r}")
+        return int(k)
 
     def encode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n_mels, T) -> audio K/V of every Merger layer, each (Lm, 1, H, T/2, Dh)."""
@@ -75,7 +82,8 @@ class BlockDecoderModel:
         opts: DecodeOptions,
         block_size: int | None = None,
     ) -> DecodeResult:
-        k_block = int(block_size or opts.block_size or self.block_size)
+        k = block_size if block_size is not None else opts.block_size
+        k_block = self.block_size if k is None else self.check_block_size(k)
         budget = min(opts.max_new_tokens, self.manifest.decoder.max_length - len(prompt))
         t0 = time.perf_counter()
         state = BlockDecoderState(self, audio, k_block)

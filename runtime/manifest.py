@@ -74,6 +74,7 @@ class BlockDecoderConfig:
     text_layers: int  # layers of the text encoder
     merger_layers: int  # layers of the Merger (L of the audio K/V)
     merger_source_layers: list[int] = field(default_factory=list)  # teacher layers the Merger started from
+    max_block_size: int = 8  # largest K training covered (random block boundaries up to this)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ def write_manifest(bundle: Path, data: dict[str, Any]) -> Path:
     data = {"format": FORMAT, "version": VERSION, **data}
     for entry in data["graphs"].values():
         entry["sha256"] = sha256_file(Path(bundle) / entry["file"])
+    data["tokenizer_sha256"] = sha256_file(Path(bundle) / data["tokenizer"])
     out = Path(bundle) / "manifest.json"
     out.write_text(json.dumps(data, indent=2))
     return out
@@ -188,6 +190,8 @@ def load_manifest(bundle: str | Path, verify: bool = True) -> Manifest:
     """Read and validate `bundle/manifest.json`; `verify` also checks graph checksums."""
     bundle = Path(bundle)
     path = bundle / "manifest.json"
+    if bundle.is_file():
+        raise BundleError(f"{bundle}: is a file; a model bundle is a directory holding manifest.json")
     if not bundle.is_dir():
         raise BundleError(f"{bundle}: model bundle directory not found")
     if not path.is_file():
@@ -234,11 +238,19 @@ def load_manifest(bundle: str | Path, verify: bool = True) -> Manifest:
         )
     except (KeyError, TypeError) as e:
         raise BundleError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None
+    root = bundle.resolve()
     for name in (*graphs, "tokenizer"):
         file = bundle / (manifest.tokenizer if name == "tokenizer" else graphs[name].file)
+        if not file.resolve().is_relative_to(root):
+            raise BundleError(f"{path}: {name} file {file.name!r} lies outside the bundle directory; refused")
         if not file.is_file():
             raise BundleError(f"{file}: {name} file missing from the bundle")
     if verify:
+        want = data.get("tokenizer_sha256")
+        if want is not None and sha256_file(bundle / manifest.tokenizer) != want:
+            raise BundleError(
+                f"{bundle / manifest.tokenizer}: checksum mismatch for the tokenizer (corrupt or replaced)"
+            )
         for name, g in graphs.items():
             digest = sha256_file(bundle / g.file)
             if digest != g.sha256:

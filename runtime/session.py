@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,49 @@ class SessionConfig:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime execution providers
     cache_optimized: bool = True  # save the optimized graph next to the bundle on first load
     spinning: bool = False  # busy-wait between ops; off avoids slowdowns on busy 2-core boards
+    verify_cache: bool = True  # check the optimized-graph cache file's own sha256 before trusting it
 
 
 def _optimized_path(graph: Path, sha256: str) -> Path:
     tag = f"{sha256[:12]}.ort{ort.__version__}"
     return graph.parent / ".cache" / f"{graph.stem}.{tag}.optimized.onnx"
+
+
+def _sidecar(cached: Path) -> Path:
+    return cached.with_suffix(".json")
+
+
+def _source_stamp(graph: Path, sha256: str) -> dict:
+    st = graph.stat()
+    return {
+        "source_sha256": sha256,
+        "source_size": st.st_size,
+        "source_mtime_ns": st.st_mtime_ns,
+        "ort": ort.__version__,
+    }
+
+
+def _write_sidecar(graph: Path, sha256: str, cached: Path) -> None:
+    from edge_alm.runtime.manifest import sha256_file
+
+    stamp = {**_source_stamp(graph, sha256), "cache_sha256": sha256_file(cached), "cache_size": cached.stat().st_size}
+    _sidecar(cached).write_text(json.dumps(stamp))
+
+
+def _cache_is_valid(graph: Path, sha256: str, cached: Path, verify: bool) -> bool:
+    """The cache was written from this very graph file (same checksum, size and time) by this
+    onnxruntime, and is itself intact (its own size, and with `verify` its sha256)."""
+    from edge_alm.runtime.manifest import sha256_file
+
+    try:
+        stamp = json.loads(_sidecar(cached).read_text())
+        if {k: stamp.get(k) for k in _source_stamp(graph, sha256)} != _source_stamp(graph, sha256):
+            return False
+        if stamp.get("cache_size") != cached.stat().st_size:
+            return False
+        return not verify or stamp.get("cache_sha256") == sha256_file(cached)
+    except (OSError, ValueError):
+        return False
 
 
 class GraphSession:
@@ -34,21 +73,27 @@ class GraphSession:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
-        path = graph
         cached = _optimized_path(graph, sha256)
-        if config.cache_optimized and cached.is_file():
-            # already optimized: skip the (slow) optimizer on this load
-            path = cached
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        else:
+        self.session = None
+        if config.cache_optimized and _cache_is_valid(graph, sha256, cached, config.verify_cache):
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # already optimized
+            try:
+                self.session = ort.InferenceSession(str(cached), opts, providers=list(config.providers))
+            except Exception:  # a damaged cache is rebuilt from the graph below
+                self.session = None
+        if self.session is None:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            if config.cache_optimized and os.access(graph.parent, os.W_OK):
+            writable = config.cache_optimized and os.access(graph.parent, os.W_OK)
+            if writable:
                 cached.parent.mkdir(exist_ok=True)
+                _sidecar(cached).unlink(missing_ok=True)
                 opts.optimized_model_filepath = str(cached)
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=list(config.providers))
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise BundleError(f"{graph}: onnxruntime cannot load this graph ({str(e).splitlines()[0]})") from None
+            try:
+                self.session = ort.InferenceSession(str(graph), opts, providers=list(config.providers))
+            except Exception as e:  # onnxruntime raises its own exception types
+                raise BundleError(f"{graph}: onnxruntime cannot load this graph ({str(e).splitlines()[0]})") from None
+            if writable and cached.is_file():
+                _write_sidecar(graph, sha256, cached)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.path = graph

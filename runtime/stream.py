@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import soxr
+from edge_alm.runtime.errors import AudioError
+from edge_alm.runtime.pcm import check_rate, to_mono_float
 from edge_alm.runtime.transcribe import TranscribeOptions, Transcriber
 from edge_alm.runtime.vad import CHUNK
 
@@ -32,6 +34,18 @@ class StreamOptions:
     partial_interval_s: float = 0.5  # re-decode the open utterance this often (0 = no partials)
     first_partial_s: float = 1.0  # no partial before this much audio (Whisper guesses on tiny clips)
     max_utterance_s: float = 25.0  # cut longer utterances at their quietest chunk
+
+    def __post_init__(self) -> None:
+        for name in ("min_silence_s", "max_utterance_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("speech_pad_s", "min_speech_s", "partial_interval_s", "first_partial_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
+        if not 0 < self.vad_threshold < 1:
+            raise ValueError(f"vad_threshold must be between 0 and 1, got {self.vad_threshold!r}")
+        if 0 < self.partial_interval_s < 0.1:
+            raise ValueError("partial_interval_s below 0.1 s re-decodes on every chunk; use 0 for no partials")
 
 
 @dataclass
@@ -114,23 +128,10 @@ class Stream:
         """Feed audio of any rate and length; mono float or int16, or (T, channels)."""
         self._arrival = time.perf_counter()
         try:
-            a = np.asarray(samples)
-            if a.ndim == 2:
-                a = a.astype(np.float32).mean(axis=1) if a.dtype != np.int16 else a.mean(axis=1) / 32768.0
-            elif a.dtype == np.int16:
-                a = a.astype(np.float32) / 32768.0
-            if a.ndim != 1 or not np.issubdtype(a.dtype, np.number):
-                self._drop(int(a.size), f"chunk shaped {a.shape} ignored")
-                return
-            a = a.astype(np.float32)
-            if not np.isfinite(a).all():
-                self._drop(len(a), "chunk with NaN/Inf ignored")
-                return
-            if sample_rate <= 0:
-                self._drop(len(a), f"invalid sample rate {sample_rate}")
-                return
-        except (TypeError, ValueError) as e:
-            self._drop(0, f"unusable chunk ({e})")
+            a = to_mono_float(samples, "chunk")  # the normaliser files and arrays go through too
+            sample_rate = check_rate(sample_rate, "chunk")
+        except AudioError as e:
+            self._drop(_sample_count(samples), f"{e}; ignored")
             return
         self.stats.received_samples += len(a)
         if sample_rate != self._in_rate:
@@ -269,3 +270,14 @@ class Stream:
             self._feed(np.zeros(CHUNK - len(self._pending), np.float32))
         if self._utt:
             self._close(trim=self._silence - self._pad_chunks)
+
+
+def _sample_count(samples) -> int:
+    """Samples (per channel) in a chunk that could not be used, for the drop count."""
+    try:
+        a = np.asarray(samples)
+    except (TypeError, ValueError):
+        return 0
+    if a.ndim == 2:
+        return int(max(a.shape) if min(a.shape) <= 8 else a.shape[0])
+    return int(a.size)

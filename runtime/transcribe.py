@@ -41,6 +41,23 @@ class TranscribeOptions:
     block_size: int | None = None  # blockdecoder bundles: tokens per block, K (None: the bundle's own)
 
 
+MAX_BEAM = 16  # wider beams cost memory linearly and gain nothing measurable here
+
+
+def check_options(opts: TranscribeOptions) -> None:
+    """One-line ValueErrors for option values that would hang, crash or be silently ignored."""
+    if opts.task not in ("transcribe", "translate"):
+        raise ValueError(f"task must be 'transcribe' or 'translate', got {opts.task!r}")
+    if opts.window not in ("auto", "30s"):
+        raise ValueError(f"window must be 'auto' or '30s', got {opts.window!r}")
+    if isinstance(opts.beam_size, bool) or not isinstance(opts.beam_size, int) or not 1 <= opts.beam_size <= MAX_BEAM:
+        raise ValueError(f"beam size must be 1 to {MAX_BEAM}, got {opts.beam_size!r}")
+    if not opts.temperatures or any(not 0 <= t <= 2 for t in opts.temperatures):
+        raise ValueError(f"temperatures must be a non-empty list of values from 0 to 2, got {opts.temperatures!r}")
+    if not opts.min_window_s > 0 or not opts.tokens_per_second > 0:
+        raise ValueError("min_window_s and tokens_per_second must be positive")
+
+
 @dataclass
 class Segment:
     start: float  # seconds from the start of the audio
@@ -104,7 +121,6 @@ class Transcriber:
             looping = compression_ratio(text) > opts.compression_ratio_threshold or not result.finished
             if not looping and result.avg_logprob >= opts.logprob_threshold:
                 break
-        assert result is not None
         return result
 
     def transcribe(self, samples: np.ndarray, opts: TranscribeOptions) -> Transcription:
@@ -167,7 +183,7 @@ class Transcriber:
             seek += advance
         total = (time.perf_counter() - t_start) * 1000
         timings["total_ms"] = total
-        timings["rtf"] = total / 1000 / max(n / sr, 1e-9)
+        timings["rtf"] = total / 1000 / (n / sr) if n else 0.0  # no audio: no real-time factor
         text = "".join(s.text for s in segments).strip()
         return Transcription(text, segments, language, n / sr, timings)
 
