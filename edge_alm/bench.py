@@ -8,6 +8,7 @@ Clips come from a directory of audio files; reference texts are read from the de
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from edge_alm.errors import EdgeALMError
 
 AUDIO_EXT = (".wav", ".flac", ".ogg")
+PACKAGED_CLIPS = Path(__file__).parent / "data" / "bench"  # used when no --clips is given
 
 
 def _wer(refs: list[str], hyps: list[str]) -> float | None:
@@ -181,3 +183,72 @@ def format_summary(s: dict) -> str:
         f"encoder {s['encoder_ms_mean']:.0f} ms/clip, first token {s['first_token_ms_mean']:.0f} ms, "
         f"{s['ms_per_token']:.1f} ms/token, WER {wer}"
     )
+
+
+def thread_counts(requested: list[int] | None) -> list[int]:
+    """The thread counts to run: as asked, else 1 and every core."""
+    if requested:
+        return requested
+    return sorted({1, os.cpu_count() or 1})
+
+
+def run_report(model_dir: str, clips_dir: str | None, threads: list[int] | None, repeats: int = 1, **kw) -> dict:
+    """Every thread count on one bundle, with the machine's identity: one JSON-able report."""
+    from edge_alm.machine import machine_identity
+    from edge_alm.runtime.manifest import load_manifest
+
+    kind = load_manifest(model_dir).kind
+    clips = clips_dir or str(PACKAGED_CLIPS)
+    runs = []
+    for t in thread_counts(threads):
+        if kind == "alm":
+            runs.append(
+                run_alm_bench(model_dir, clips, t, repeats, kw.get("question", ""), kw.get("max_new_tokens", 32))
+            )
+        else:
+            runs.append(
+                run_bench(
+                    model_dir, clips, t, repeats, kw.get("window", "auto"), kw.get("beam", 1), kw.get("block_size")
+                )
+            )
+    return {"machine": machine_identity(), "bundle": Path(model_dir).name, "kind": kind, "clips": clips, "runs": runs}
+
+
+def report_markdown(r: dict) -> str:
+    m = r["machine"]
+    head = [
+        f"# edge-alm bench: {r['bundle']} ({r['kind']}) on {m['board'] or m['cpu']}",
+        "",
+        f"{m['cpu']}, {m['arch']}, {m['cores']} cores, {m['memory_gb']} GB; {m['os']}; Python {m['python']}, "
+        f"onnxruntime {m['onnxruntime']} ({', '.join(m['providers'])}); clips: {r['clips']}",
+        "",
+    ]
+    if r["kind"] == "alm":
+        head += ["| threads | encode ms | prefill ms (tokens) | first token ms | ms/token |", "|---|---|---|---|---|"]
+        head += [
+            f"| {s['threads']} | {s['encode_ms_mean']:.0f} | {s['prefill_ms_mean']:.0f} ({s['prompt_tokens_mean']:.0f})"
+            f" | {s['first_token_ms_mean']:.0f} | {s['ms_per_token']:.1f} |"
+            for s in r["runs"]
+        ]
+    else:
+        head += ["| threads | encoder ms/clip | first token ms | ms/token | RTF | WER |", "|---|---|---|---|---|---|"]
+        head += [
+            f"| {s['threads']} | {s['encoder_ms_mean']:.0f} | {s['first_token_ms_mean']:.0f} | {s['ms_per_token']:.1f}"
+            f" | {s['rtf']:.3f} | {_percent(s['wer'])} |"
+            for s in r["runs"]
+        ]
+    return "\n".join(head) + "\n"
+
+
+def _percent(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} %"
+
+
+def write_report(r: dict, out_dir: str) -> tuple[Path, Path]:
+    """bench-<host>-<bundle>.json and .md in out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench-{r['machine']['host']}-{r['bundle']}"
+    (out / f"{stem}.json").write_text(json.dumps(r, indent=1))
+    (out / f"{stem}.md").write_text(report_markdown(r))
+    return out / f"{stem}.json", out / f"{stem}.md"

@@ -258,25 +258,27 @@ def _export_alm(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from edge_alm.bench import format_alm_summary, format_summary, run_alm_bench, run_bench
-    from edge_alm.runtime.manifest import load_manifest
+    from edge_alm.bench import check_repeats, report_markdown, run_report, write_report
 
-    if load_manifest(args.model).kind == "alm":
-        summary = run_alm_bench(args.model, args.clips, args.threads, args.repeats, args.question, args.max_new_tokens)
-        if args.json:
-            print(json.dumps(summary, indent=1))
-        else:
-            for r in summary["rows"]:
-                print(f"{r['file']:28s} first token {r['first_token_ms']:6.0f} ms  {r['ms_per_token']:5.1f} ms/token")
-            print(format_alm_summary(summary))
-        return 0
-    summary = run_bench(args.model, args.clips, args.threads, args.repeats, args.window, args.beam, args.block_size)
+    check_repeats(args.repeats)
+    report = run_report(
+        args.model,
+        args.clips,
+        args.threads,
+        args.repeats,
+        window=args.window,
+        beam=args.beam,
+        block_size=args.block_size,
+        question=args.question,
+        max_new_tokens=args.max_new_tokens,
+    )
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(json.dumps(report, indent=1))
     else:
-        for r in summary["rows"]:
-            print(f"{r['file']:28s} {r['duration']:6.2f} s  {r['wall_ms']:7.0f} ms  {r['text'][:60]}")
-        print(format_summary(summary))
+        print(report_markdown(report))
+    if args.out:
+        paths = write_report(report, args.out)
+        print(f"wrote {paths[0]} and {paths[1]}", file=sys.stderr)
     return 0
 
 
@@ -392,8 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     dv.set_defaults(func=_cmd_devices)
     b = sub.add_parser("bench", help="latency/accuracy of one bundle on a clips directory (device install only)")
     b.add_argument("model", nargs="?", default=DEFAULT_MODEL)
-    b.add_argument("--clips", default="benchmarks/data/clips", help="directory of clips (+ optional index.json)")
-    b.add_argument("--threads", type=int, default=0)
+    b.add_argument(
+        "--clips", default=None, help="directory of clips (+ optional index.json); default: the 4 clips in the package"
+    )
+    b.add_argument(
+        "--threads", type=int, nargs="+", default=None, help="thread counts to run (default: 1 and all cores)"
+    )
+    b.add_argument("--out", default=".", help="write bench-<host>-<bundle>.json/.md here ('' = do not write)")
     b.add_argument("--repeats", type=int, default=1)
     b.add_argument("--window", choices=("auto", "30s"), default="auto")
     b.add_argument("--beam", type=int, default=1)

@@ -194,7 +194,7 @@ def test_bench_input_errors(tiny_bundle, tmp_path):
     (tmp_path / "index.json").write_text("{not json")
     assert_one_line_error(cli("bench", tiny_bundle, "--clips", tmp_path), "index.json", "not valid JSON")
     (tmp_path / "index.json").unlink()
-    assert_one_line_error(cli("bench", tiny_bundle, "--clips", tmp_path, "--repeats", "0"), "repeats must be")
+    assert_one_line_error(cli("bench", tiny_bundle, "--clips", tmp_path, "--repeats", "0", "--out", ""), "repeats must")
 
 
 # --- the alm kind --------------------------------------------------------------------------------

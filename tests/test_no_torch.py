@@ -60,3 +60,24 @@ def test_blocker_really_blocks():
         [sys.executable, "-c", SCRIPT.split("import numpy")[0] + "import torch"], capture_output=True, text=True
     )
     assert proc.returncode != 0 and "blocked: torch" in proc.stderr
+
+
+BENCH_SCRIPT = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'transformers', 'optimum', 'jiwer', 'whisper_normalizer', 'matplotlib'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+from edge_alm.cli import main
+sys.exit(main(['bench', sys.argv[1], '--threads', '1', '--out', sys.argv[2]]))
+"""
+
+
+def test_bench_on_a_device_install(tiny_bundle, tmp_path):
+    """What a board has (no torch, no jiwer, no matplotlib): bench with no --clips still reports."""
+    proc = subprocess.run(
+        [sys.executable, "-c", BENCH_SCRIPT, str(tiny_bundle), str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| threads |" in proc.stdout and len(list(tmp_path.glob("bench-*.md"))) == 1
