@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from edge_alm.cli_alm import add_alm_commands
 from edge_alm.errors import EdgeALMError
 from edge_alm.formats import FORMATS, render
 
@@ -46,93 +47,6 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _warn_untrained(model) -> None:
-    if not model.manifest.config.audio.adapter_trained:
-        print(
-            f"warning: {model.manifest.path}: this bundle's adapter is untrained (random): "
-            "answers do not depend on the audio",
-            file=sys.stderr,
-        )
-
-
-def _ask_options(args: argparse.Namespace) -> dict:
-    keys = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
-    return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-
-
-def _cmd_ask(args: argparse.Namespace) -> int:
-    from edge_alm.model import EdgeALM
-
-    model = EdgeALM.load(args.model, threads=args.threads)
-    model._require_alm("ask")
-    _warn_untrained(model)
-    chat = model.chat(args.audio or [])
-    opts = _ask_options(args)
-    if args.stream and args.format == "text":
-        from edge_alm.runtime.alm import AskOptions
-
-        for piece in chat.stream(args.question, AskOptions(**opts)):
-            print(piece, end="", flush=True)
-        print()
-        answer = chat.turns[-1][1]
-    else:
-        answer = chat.ask(args.question, **opts)
-        if args.format == "json":
-            print(
-                json.dumps(
-                    {
-                        "text": answer.text,
-                        "tokens": answer.tokens,
-                        "finished": answer.finished,
-                        "timings": answer.timings,
-                    }
-                )
-            )
-        else:
-            print(answer.text)
-    if args.timings:
-        t = answer.timings
-        print(
-            f"  encode {t['encode_ms']:.0f} ms, prefill {t['prefill_ms']:.0f} ms ({t['prompt_tokens']} tokens), "
-            f"first token {t['first_token_ms']:.0f} ms, {t['ms_per_token']:.1f} ms/token ({t['tokens']} tokens)",
-            file=sys.stderr,
-        )
-    return 0
-
-
-def _cmd_chat(args: argparse.Namespace) -> int:
-    """Several questions about the same clips: read questions from stdin, one per line."""
-    from edge_alm.model import EdgeALM
-    from edge_alm.runtime.alm import AskOptions
-
-    model = EdgeALM.load(args.model, threads=args.threads)
-    model._require_alm("chat")
-    _warn_untrained(model)
-    chat = model.chat(args.audio)
-    opts = AskOptions(**_ask_options(args))
-    interactive = sys.stdin.isatty()
-    while True:
-        if interactive:
-            print("> ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line:
-            break
-        question = line.strip()
-        if not question:
-            continue
-        for piece in chat.stream(question, opts):
-            print(piece, end="", flush=True)
-        t = chat.turns[-1][1].timings
-        print()
-        if args.timings:
-            print(
-                f"  [prefill {t['prefill_ms']:.0f} ms for {t['prompt_tokens']} tokens, first token "
-                f"{t['first_token_ms']:.0f} ms, {t['ms_per_token']:.1f} ms/token]",
-                file=sys.stderr,
-            )
-    return 0
-
-
 def _cmd_info(args: argparse.Namespace) -> int:
     from edge_alm.runtime.manifest import load_manifest
 
@@ -169,7 +83,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         hint = "pip install 'edge-alm[export]'"
         raise EdgeALMError(f"export needs the export extra ({e.name} missing): {hint}") from None
     if args.family in ("alm", "qwen2-audio", "alm-qa"):
-        return _export_alm(args)
+        from edge_alm.cli_alm import export_alm
+
+        return export_alm(args)
     if args.family == "blockdecoder" and args.student and not Path(args.student).is_file():
         raise EdgeALMError(f"student weights not found: {args.student}")
     vad = None if args.no_vad else silero_vad_onnx(Path(args.cache))
@@ -200,59 +116,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
         elif (Path(source) / "model.bin").is_file():  # a CTranslate2 directory
             source = convert_ct2_to_hf(Path(source), Path(args.cache) / (Path(source).name + "-hf"))
         build_whisper_bundle(source, args.out, quantize=args.quantize, decoder_quantize=args.decoder_quantize, vad=vad)
-    print(args.out)
-    return 0
-
-
-def _lm_tok(cache: Path, lm: Path | None = None) -> Path:
-    from edge_alm.export.alm_export import default_smollm2, tokenizer_json
-
-    lm = lm or default_smollm2(cache)
-    return lm / "tokenizer.json" if (lm / "tokenizer.json").is_file() else tokenizer_json(lm, cache / "lm-tok.json")
-
-
-def _export_alm(args: argparse.Namespace) -> int:
-    from edge_alm.export.alm_export import build_alm_bundle, default_smollm2, whisper_alm_parts
-    from edge_alm.export.qwen2_audio import qwen2_audio_parts
-    from edge_alm.export.vad_asset import silero_vad_onnx
-    from edge_alm.export.whisper_weights import default_whisper_base
-
-    cache = Path(args.cache)
-    if args.family == "alm-qa":  # train the adapter + LoRA first (resumable), then export with them
-        import shutil
-
-        from edge_alm.export.alm_qa_train import build_and_train
-
-        base = Path(args.work_alm) / "base-bundle"
-        if not (base / "manifest.json").is_file():
-            parts = whisper_alm_parts(default_whisper_base(cache), default_smollm2(cache), _lm_tok(cache), args.pool)
-            build_alm_bundle(parts, base, quantize="int8")
-        weights = build_and_train(
-            Path(args.work_alm),
-            base,
-            cache,
-            args.qa_speech,
-            args.qa_sounds,
-            args.qa_pairs,
-            args.qa_steps,
-            pool=args.pool,
-        )
-        if args.save_adapter:
-            shutil.copy(weights, args.save_adapter)
-        args.adapter = str(weights)
-    if args.adapter and not Path(args.adapter).is_file():
-        raise EdgeALMError(f"adapter weights not found: {args.adapter}")
-    if args.family == "qwen2-audio":
-        if args.source == "default" or not Path(args.source).is_dir():
-            raise EdgeALMError("export qwen2-audio needs --source DIR, a local Qwen2-Audio checkpoint directory")
-        parts = qwen2_audio_parts(Path(args.source))
-    else:
-        lm = default_smollm2(cache) if args.lm == "default" else Path(args.lm)
-        whisper = default_whisper_base(cache) if args.encoder == "default" else Path(args.encoder)
-        tok = _lm_tok(cache, lm)
-        parts = whisper_alm_parts(whisper, lm, tok, pool=args.pool, adapter_weights=args.adapter)
-    vad = None if args.no_vad else silero_vad_onnx(cache)
-    build_alm_bundle(parts, args.out, quantize=args.quantize, lm_quantize=args.lm_quantize, vad=vad)
     print(args.out)
     return 0
 
@@ -297,11 +160,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     stream = model.stream(opts, language=args.language)
     printer = EventPrinter(args.format)
     if args.ask:
+        from edge_alm.cli_alm import warn_untrained
         from edge_alm.listen import AskEachFinal
 
         alm = EdgeALM.load(args.alm_model, threads=args.threads)
         alm._require_alm("listen --ask")
-        _warn_untrained(alm)
+        warn_untrained(alm)
         printer = AskEachFinal(printer, alm, args.ask, max_new_tokens=args.max_new_tokens)
     if not args.input and args.format == "text":
         print("listening (Ctrl-C to stop)...", file=sys.stderr)
@@ -345,32 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--timings", action="store_true", help="print timings to stderr")
     t.add_argument("--block-size", type=int, default=None, help="K for a blockdecoder bundle (default: its own)")
     t.set_defaults(func=_cmd_transcribe)
-    for name, helptext in (
-        ("ask", "answer a question about audio (alm bundles)"),
-        ("chat", "several questions about the same clips, one per stdin line (alm bundles)"),
-    ):
-        a = sub.add_parser(name, help=helptext)
-        if name == "ask":
-            a.add_argument("question")
-            a.add_argument("--stream", action="store_true", help="print the answer as it is generated")
-            a.add_argument("--format", choices=("text", "json"), default="text")
-        a.add_argument(
-            "--audio",
-            action="append",
-            default=None if name == "ask" else None,
-            required=name == "chat",
-            help="an audio file (repeat for a second clip)",
-        )
-        a.add_argument("--model", default=DEFAULT_ALM, help=f"alm bundle directory (default {DEFAULT_ALM})")
-        a.add_argument("--max-new-tokens", type=int, default=None)
-        a.add_argument("--temperature", type=float, default=None, help="0 = greedy (default: the bundle's)")
-        a.add_argument("--top-p", type=float, default=None)
-        a.add_argument("--top-k", type=int, default=None)
-        a.add_argument("--repetition-penalty", type=float, default=None)
-        a.add_argument("--seed", type=int, default=None)
-        a.add_argument("--threads", type=int, default=0)
-        a.add_argument("--timings", action="store_true", help="print encode/prefill/first-token/per-token times")
-        a.set_defaults(func=_cmd_ask if name == "ask" else _cmd_chat)
+    add_alm_commands(sub, DEFAULT_ALM)
     i = sub.add_parser("info", help="describe a bundle")
     i.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     i.set_defaults(func=_cmd_info)
