@@ -1,9 +1,12 @@
-"""End-of-speech-to-final latency of the streaming path, replayed at real-time pace.
+"""End-of-speech-to-final latency of the streaming path, replayed at real-time pace, with turn
+splits counted: `python -m benchmarks.streaming [--out FILE]`.
 
-Joins dev-set clips (clean, up to --max-clip-s long) with pauses into one recording, plays
-it through the same path as `edge-alm listen --input FILE --realtime`, and reports median
-and p95 end-of-speech-to-final latency, the streaming path's CPU real-time factor, and the
-WER of the finals against offline transcription of the same clips.
+The recording is made here with espeak-ng: 16 turns 1.5 s apart; half are one sentence, half
+are a sentence spoken in two parts with a natural mid-sentence pause (0.35-0.6 s) between them,
+which must not end the turn. Each configuration plays the same file through the
+`edge-alm listen --input FILE --realtime` path and reports: end of speech -> final (median, p95),
+turn closed -> final (the decode left after the end was decided), splits (finals beyond one per
+turn), WER of the finals against the text, and the stream's CPU real-time factor.
 """
 
 from __future__ import annotations
@@ -11,72 +14,130 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
+import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import jiwer
 import numpy as np
 import soundfile as sf
+import soxr
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from benchmarks.devset import DEFAULT_DIR, build
 from edge_alm import EdgeALM, StreamOptions
-from edge_alm.listen import EventPrinter, run_listen
+from edge_alm.listen import EventPrinter, median_p95, run_listen
 from edge_alm.sources import FileSource
+
+WHOLE = [
+    "Please call me back when you get home tonight.",
+    "The weather is cold and the wind is strong today.",
+    "She bought three apples and a loaf of bread.",
+    "Open the window and let the fresh air in.",
+    "My brother plays the guitar every evening.",
+    "Turn off the lights before you leave the room.",
+    "The children are playing in the garden.",
+    "I would like a cup of coffee with milk.",
+]
+PAUSED = [  # (first part, second part): a pause inside the sentence
+    ("When the meeting is over,", "we can walk to the station together."),
+    ("I think the answer is", "somewhere in the second chapter."),
+    ("If it rains tomorrow,", "the match will be played indoors."),
+    ("The train leaves at", "nine o'clock from platform four."),
+    ("We need eggs, flour", "and a little sugar for the cake."),
+    ("After lunch,", "the children went down to the river."),
+    ("My sister said that", "she would call us after dinner."),
+    ("Take the second street", "on the left after the bank."),
+]
+VOICES = ["en-us+f3", "en-us+klatt2"]
+
+
+def speak(text: str, voice: str) -> np.ndarray:
+    out = subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "--stdout", text], capture_output=True, check=True)
+    x, sr = sf.read(io.BytesIO(out.stdout), dtype="float32")
+    x = soxr.resample(x, sr, 16000).astype(np.float32)
+    loud = np.flatnonzero(np.abs(x) > 0.01)
+    return x[max(0, loud[0] - 800) : loud[-1] + 800]
+
+
+def recording(seed: int = 0) -> tuple[np.ndarray, list[str], list[tuple[float, float]]]:
+    """Turns with 1.5 s between them; returns audio, texts and each turn's (start, end) seconds."""
+    rng = np.random.default_rng(seed)
+    parts, texts, spans, t = [np.zeros(8000, np.float32)], [], [], 0.5
+    for i in range(len(WHOLE)):
+        for kind in ("whole", "paused"):
+            voice = VOICES[(i + (kind == "paused")) % 2]
+            if kind == "whole":
+                x, text = speak(WHOLE[i], voice), WHOLE[i]
+            else:
+                a, b = PAUSED[i]
+                gap = np.zeros(int(rng.uniform(0.35, 0.6) * 16000), np.float32)
+                x, text = np.concatenate([speak(a, voice), gap, speak(b, voice)]), f"{a} {b}"
+            parts += [x, np.zeros(24000, np.float32)]
+            texts.append(text)
+            spans.append((t, t + len(x) / 16000))
+            t += len(x) / 16000 + 1.5
+    return np.concatenate(parts), texts, spans
+
+
+def play(model, wav: Path, options: StreamOptions) -> tuple[list[dict], float, float]:
+    stream = model.stream(options)
+    printer = EventPrinter("jsonl", io.StringIO())
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    run_listen(stream, FileSource(wav, chunk_s=0.1, realtime=True), printer)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    events = [json.loads(line) for line in printer.out.getvalue().splitlines()]
+    return events, cpu, wall
+
+
+def summarise(events: list[dict], texts: list[str], spans, seconds: float, cpu: float) -> dict:
+    norm = EnglishTextNormalizer()
+    finals = [e for e in events if e["type"] == "final"]
+    turn_of = [next((k for k, (a, b) in enumerate(spans) if a - 0.5 <= f["start"] <= b), -1) for f in finals]
+    lat = median_p95([f["end_of_speech_to_final_ms"] for f in finals])
+    comp = median_p95([f["turn_closed_to_final_ms"] for f in finals])
+    return {
+        "finals": len(finals),
+        "turns": len(texts),
+        "splits": len(finals) - len(set(turn_of)),
+        "latency_median_ms": round(lat[0], 1),
+        "latency_p95_ms": round(lat[1], 1),
+        "closed_to_final_median_ms": round(comp[0], 1),
+        "closed_to_final_p95_ms": round(comp[1], 1),
+        "wer_finals": round(100 * jiwer.wer(norm(" ".join(texts)), norm(" ".join(f["text"] for f in finals))), 1),
+        "cpu_rtf": round(cpu / seconds, 3),
+        "partials": sum(e["type"] == "partial" for e in events),
+    }
+
+
+CONFIGS = {
+    "before: fixed 0.4 s silence": StreamOptions(early_end=False, partial_min_window_s=10.0),
+    "early end at the pad when the text ends a sentence": StreamOptions(early_end=True, partial_min_window_s=10.0),
+    "+ partials on a 4 s minimum window": StreamOptions(early_end=True, partial_min_window_s=4.0),
+}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="models/whisper-base-int8")
-    p.add_argument("--clips", type=Path, default=DEFAULT_DIR)
-    p.add_argument("--n", type=int, default=16, help="how many clips to join")
-    p.add_argument("--max-clip-s", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--min-silence", type=float, default=0.4)
-    p.add_argument("--out", type=Path, help="write the summary as JSON here")
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args()
-    index = [c for c in build(args.clips) if c["kind"] == "clean" and c["duration"] <= args.max_clip_s][: args.n]
-    parts, refs = [], []
-    for c in index:
-        x, _ = sf.read(str(args.clips / c["file"]), dtype="float32")
-        parts += [x, np.zeros(int(1.5 * 16000), np.float32)]
-        refs.append(c["text"])
-    audio = np.concatenate([np.zeros(8000, np.float32), *parts])
+    audio, texts, spans = recording()
     model = EdgeALM.load(args.model, threads=args.threads)
-    norm = EnglishTextNormalizer()
-    offline = [model.transcribe(args.clips / c["file"]).text for c in index]
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "joined.wav"
+        wav = Path(tmp) / "turns.wav"
         sf.write(wav, audio, 16000)
-        stream = model.stream(StreamOptions(min_silence_s=args.min_silence))
-        printer = EventPrinter("jsonl", io.StringIO())
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        run_listen(stream, FileSource(wav, chunk_s=0.1, realtime=True), printer)
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    events = [json.loads(line) for line in printer.out.getvalue().splitlines()]
-    finals = [e for e in events if e["type"] == "final"]
-    lat = sorted(e["end_of_speech_to_final_ms"] for e in finals)
-    ref_text = norm(" ".join(refs))
-    summary = {
-        "clips": len(index),
-        "audio_s": round(len(audio) / 16000, 1),
-        "finals": len(finals),
-        "threads": args.threads,
-        "min_silence_s": args.min_silence,
-        "latency_median_ms": round(statistics.median(lat), 1),
-        "latency_p95_ms": round(lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))], 1),
-        "cpu_rtf": round(cpu / (len(audio) / 16000), 3),
-        "wall_s": round(wall, 1),
-        "wer_stream": round(100 * jiwer.wer(ref_text, norm(" ".join(e["text"] for e in finals))), 1),
-        "wer_offline": round(100 * jiwer.wer(ref_text, norm(" ".join(offline))), 1),
-        "partials": sum(e["type"] == "partial" for e in events),
-    }
-    print(json.dumps(summary, indent=1))
+        for name, opts in CONFIGS.items():
+            events, cpu, _ = play(model, wav, replace(opts))
+            results[name] = summarise(events, texts, spans, len(audio) / 16000, cpu)
+            print(name, json.dumps(results[name]), flush=True)
+    report = {"audio_s": round(len(audio) / 16000, 1), "threads": args.threads, "configs": results}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=1))
+        args.out.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,13 @@ class EventPrinter:
     def __init__(self, fmt: str, out: TextIO = sys.stdout) -> None:
         self.fmt, self.out = fmt, out
         self.tty = out.isatty()
-        self.latencies: list[float] = []
+        self.latencies: list[float] = []  # end of speech -> final (what the user waits)
+        self.compute: list[float] = []  # turn closed -> final (decode left after the end was decided)
 
     def __call__(self, event: Partial | Final) -> None:
         if isinstance(event, Final):
             self.latencies.append(event.end_of_speech_to_final_ms)
+            self.compute.append(event.turn_closed_to_final_ms)
         if self.fmt == "jsonl":
             row = {"type": "final" if isinstance(event, Final) else "partial", "text": event.text}
             if isinstance(event, Final):
@@ -29,6 +31,7 @@ class EventPrinter:
                     start=round(event.start, 3),
                     end=round(event.end, 3),
                     end_of_speech_to_final_ms=round(event.end_of_speech_to_final_ms, 1),
+                    turn_closed_to_final_ms=round(event.turn_closed_to_final_ms, 1),
                 )
             else:
                 row.update(stable=event.stable, start=round(event.start, 3))
@@ -44,11 +47,18 @@ class EventPrinter:
         print(f"{clear}[{event.start:7.2f} -> {event.end:7.2f}] {event.text}", file=self.out, flush=True)
 
     def stats_line(self) -> str:
-        lat = sorted(self.latencies)
-        if not lat:
+        if not self.latencies:
             return "no finals"
-        p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
-        return f"{len(lat)} finals; end of speech to final: median {statistics.median(lat):.0f} ms, p95 {p95:.0f} ms"
+        lat, comp = median_p95(self.latencies), median_p95(self.compute)
+        return (
+            f"{len(self.latencies)} finals; end of speech to final: median {lat[0]:.0f} ms, p95 {lat[1]:.0f} ms; "
+            f"turn closed to final: median {comp[0]:.0f} ms, p95 {comp[1]:.0f} ms"
+        )
+
+
+def median_p95(values: list[float]) -> tuple[float, float]:
+    v = sorted(values)
+    return statistics.median(v), v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))]
 
 
 class AskEachFinal:

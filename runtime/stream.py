@@ -1,13 +1,12 @@
 """Streaming recognition: one `Stream` per audio source over one shared model.
 
-Audio of any rate and chunk size is resampled to 16 kHz and cut into 32 ms VAD chunks.
-A VAD state machine opens an utterance on speech (keeping `speech_pad_s` of audio before
-it) and closes it after `min_silence_s` of silence (keeping `speech_pad_s` after it). While
-an utterance grows it is re-decoded every `partial_interval_s` (encoder on the real
-length) for Partial events; when it closes, its audio is transcribed once more for the
-Final — exactly what offline transcription of that segment gives. Utterances reaching
-`max_utterance_s` are cut at their quietest chunk. Bad chunks (NaN/Inf, wrong shape) are
-dropped and counted, never raised.
+Three parts: input handling (any rate, chunk size, sample type -> 16 kHz 32 ms chunks, bad
+chunks dropped and counted), the endpointer (runtime/endpointer.py: utterance boundaries from
+the VAD probability of each chunk, computed once and reused by the transcriber), and the
+decode policy here: partials every `partial_interval_s` while speech goes on; a speculative
+final decode as soon as the audio a final would hold is complete (the pad after the last
+speech); the turn ends early when that decode ends a sentence (`early_end`), else after
+`min_silence_s`. A final is exactly what offline transcription of its segment gives.
 """
 
 from __future__ import annotations
@@ -15,10 +14,11 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import soxr
+from edge_alm.runtime.endpointer import Boundary, Endpointer
 from edge_alm.runtime.errors import AudioError
 from edge_alm.runtime.pcm import check_rate, to_mono_float
 from edge_alm.runtime.transcribe import TranscribeOptions, Transcriber
@@ -34,12 +34,14 @@ class StreamOptions:
     partial_interval_s: float = 0.5  # re-decode the open utterance this often (0 = no partials)
     first_partial_s: float = 1.0  # no partial before this much audio (Whisper guesses on tiny clips)
     max_utterance_s: float = 25.0  # cut longer utterances at their quietest chunk
+    early_end: bool = True  # end the turn at the pad when the speculative final ends a sentence
+    partial_min_window_s: float = 10.0  # encoder window floor for partials (finals keep the transcriber's)
 
     def __post_init__(self) -> None:
         for name in ("min_silence_s", "max_utterance_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("speech_pad_s", "min_speech_s", "partial_interval_s", "first_partial_s"):
+        for name in ("speech_pad_s", "min_speech_s", "partial_interval_s", "first_partial_s", "partial_min_window_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
         if not 0 < self.vad_threshold < 1:
@@ -61,6 +63,7 @@ class Final:
     start: float  # seconds from the start of the stream
     end: float
     end_of_speech_to_final_ms: float  # wall time from the arrival of the last speech audio to this event
+    turn_closed_to_final_ms: float = 0.0  # wall time from the decision that the turn ended (compute only)
     audio: np.ndarray | None = field(default=None, repr=False)  # the utterance, 16 kHz (for `listen --ask`)
 
 
@@ -82,6 +85,16 @@ def _common_prefix(a: str, b: str) -> str:
     return " ".join(out)
 
 
+def _chunks(seconds: float) -> int:
+    return int(np.ceil(seconds * 16000 / CHUNK - 1e-9))
+
+
+def ends_sentence(text: str) -> bool:
+    """The decoded text closes a sentence: the words say the turn may be over."""
+    t = text.rstrip()
+    return bool(t) and t[-1] in ".?!" and not t.endswith("...")
+
+
 class Stream:
     def __init__(
         self, transcriber: Transcriber, stepper, options: StreamOptions, transcribe_options: TranscribeOptions
@@ -96,20 +109,22 @@ class Stream:
         self._resampler: soxr.ResampleStream | None = None
         self._in_rate: int | None = None
         self._pending = np.zeros(0, np.float32)  # 16 kHz samples not yet a full VAD chunk
-        self._pos = 0  # 16 kHz samples through the VAD
-        pad_chunks = max(1, round(options.speech_pad_s * self.sr / CHUNK))
-        self._pad_chunks = pad_chunks
-        self._pre: deque[np.ndarray] = deque(maxlen=pad_chunks)  # recent chunks while idle
-        self._utt: list[np.ndarray] = []  # chunks of the open utterance
-        self._probs: list[float] = []
-        self._utt_start = 0  # sample index of the utterance's first chunk
-        self._silence = 0  # consecutive non-speech chunks at the utterance's end
-        self._speech_chunks = 0
+        self._pad = max(1, round(options.speech_pad_s * self.sr / CHUNK))
+        self.ep = Endpointer(
+            options.vad_threshold,
+            min_silence=_chunks(options.min_silence_s),
+            pad=self._pad,
+            min_speech=_chunks(options.min_speech_s),
+            max_len=_chunks(options.max_utterance_s),
+        )
+        self._audio: list[np.ndarray] = []  # chunks from index self._base on
+        self._probs: list[float] = []  # their VAD probabilities
+        self._base = 0
         self._last_speech_wall = 0.0
         self._since_partial = 0
         self._last_partial = ""
         self._stable: list[str] = []  # committed words of the open utterance: they only grow
-        self._candidate: tuple[int, str] | None = None  # (chunks, text) decoded once the pad was reached
+        self._candidate: tuple[int, str] | None = None  # (end chunk, text) decoded when the pad was reached
         self._arrival = 0.0
 
     # -- input ---------------------------------------------------------------
@@ -125,7 +140,8 @@ class Stream:
             self._drop(n_samples, why)
 
     def accept_waveform(self, samples: np.ndarray, sample_rate: int) -> None:
-        """Feed audio of any rate and length; mono float or int16, or (T, channels)."""
+        """Feed audio of any rate, length and sample type (see runtime/pcm.py). Chunks that cannot
+        be used are dropped and counted in `stats`; after `finish()` the stream goes on."""
         self._arrival = time.perf_counter()
         try:
             a = to_mono_float(samples, "chunk")  # the normaliser files and arrays go through too
@@ -154,62 +170,80 @@ class Stream:
             self._chunk(buf[i * CHUNK : (i + 1) * CHUNK].copy())
         self._pending = buf[n * CHUNK :].copy()
 
-    # -- the VAD state machine ----------------------------------------------
+    # -- one chunk: VAD once, the endpointer, the decode policy ----------------
     def _chunk(self, chunk: np.ndarray) -> None:
-        p = self.vad(chunk)
-        speech = p > self.opts.vad_threshold
-        start = self._pos
-        self._pos += CHUNK
-        self.stats.processed_s = self._pos / self.sr
-        if not self._utt:
-            if speech:
-                self._utt = [*self._pre, chunk]
-                self._probs = [0.0] * len(self._pre) + [p]
-                self._utt_start = start - CHUNK * len(self._pre)
-                self._pre.clear()
-                self._silence, self._speech_chunks, self._since_partial = 0, 1, 1
-                self._last_speech_wall = self._arrival
-                self._last_partial, self._stable, self._candidate = "", [], None
-            else:
-                self._pre.append(chunk)
-            return
-        self._utt.append(chunk)
+        p = float(self.vad(chunk))
+        self._audio.append(chunk)
         self._probs.append(p)
-        self._since_partial += 1
-        if speech:
-            self._silence = 0
-            self._speech_chunks += 1
+        self.stats.processed_s = self.ep.n * CHUNK / self.sr + CHUNK / self.sr
+        if p > self.opts.vad_threshold:
             self._last_speech_wall = self._arrival
             self._candidate = None
-        else:
-            self._silence += 1
-        chunk_s = CHUNK / self.sr
-        if self._silence * chunk_s >= self.opts.min_silence_s:
-            self._close(trim=self._silence - self._pad_chunks)
-        elif len(self._utt) * chunk_s >= self.opts.max_utterance_s:
-            self._cut()
-        elif self._silence == self._pad_chunks and self._enough_speech():
-            # The audio a final would hold is complete now: decode it while the silence
-            # that confirms the end is still arriving, so the final costs no decode.
-            r = self.tr.transcribe(np.concatenate(self._utt), self.topts)
-            self._candidate = (len(self._utt), r.text)
+        for b in self.ep.push(p):
+            self._boundary(b)
+        if self.ep.is_open:
+            self._since_partial += 1
+            self._maybe_partial()
+        else:  # idle: keep only what a next utterance may reach back to
+            self._forget(max(self.ep.n - self._pad, self.ep.floor))
+
+    def _forget(self, upto: int) -> None:
+        k = upto - self._base
+        if k > 0:
+            del self._audio[:k], self._probs[:k]
+            self._base = upto
+
+    def _segment(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = start - self._base, end - self._base
+        return np.concatenate(self._audio[a:b]), np.array(self._probs[a:b])
+
+    def _decode(self, start: int, end: int, partial: bool = False) -> str:
+        audio, probs = self._segment(start, end)
+        opts = replace(self.topts, min_window_s=self.opts.partial_min_window_s) if partial else self.topts
+        return self.tr.transcribe(audio, opts, speech_probs=probs).text
+
+    def _boundary(self, b: Boundary) -> None:
+        if b.kind == "open":
+            self._since_partial, self._last_partial, self._stable, self._candidate = 1, "", [], None
+        elif b.kind == "pad":
+            # The audio a final would hold is complete now: decode it while the silence that
+            # confirms the end arrives, so the final costs no decode.
+            text = self._decode(b.start, b.end)
+            self._candidate = (b.end, text)
             self._since_partial = 0
             if self.opts.partial_interval_s:
-                self._emit_partial(r.text)
-        elif (
+                self._emit_partial(text)
+            if self.opts.early_end and ends_sentence(text):
+                for c in self.ep.close_now():
+                    self._boundary(c)
+        elif b.kind in ("close", "cut"):
+            self._final(b)
+            if b.kind == "cut":
+                self._since_partial, self._last_partial, self._stable = 0, "", []
+                self._forget(b.end)
+
+    def _final(self, b: Boundary) -> None:
+        closed = time.perf_counter()
+        candidate, self._candidate = self._candidate, None
+        audio, _ = self._segment(b.start, b.end)
+        text = candidate[1] if candidate is not None and candidate[0] == b.end else self._decode(b.start, b.end)
+        if text:
+            now = time.perf_counter()
+            lag = (now - self._last_speech_wall) * 1000
+            self._events.append(
+                Final(text, b.start * CHUNK / self.sr, b.end * CHUNK / self.sr, lag, (now - closed) * 1000, audio)
+            )
+
+    def _maybe_partial(self) -> None:
+        chunk_s = CHUNK / self.sr
+        if (
             self.opts.partial_interval_s
             and self._since_partial * chunk_s >= self.opts.partial_interval_s
-            and len(self._utt) * chunk_s >= self.opts.first_partial_s
-            and not self._silence  # speech paused: the speculative final decode is due, keep the CPU for it
+            and (self.ep.n - self.ep.start) * chunk_s >= self.opts.first_partial_s
+            and not self.ep.silence  # speech paused: the speculative final decode is due, keep the CPU for it
         ):
-            self._partial()
-
-    def _enough_speech(self) -> bool:
-        return self._speech_chunks * CHUNK / self.sr >= self.opts.min_speech_s
-
-    def _partial(self) -> None:
-        self._since_partial = 0
-        self._emit_partial(self.tr.transcribe(np.concatenate(self._utt), self.topts).text)
+            self._since_partial = 0
+            self._emit_partial(self._decode(self.ep.start, self.ep.n, partial=True))
 
     def _emit_partial(self, text: str) -> None:
         """Words two consecutive hypotheses agree on are committed; committed words stay."""
@@ -221,41 +255,7 @@ class Stream:
         shown = self._stable + (
             words[len(self._stable) :] if words[: len(self._stable)] == self._stable else words[len(self._stable) :]
         )
-        self._events.append(Partial(" ".join(shown), " ".join(self._stable), self._utt_start / self.sr))
-
-    def _close(self, trim: int = 0) -> None:
-        """End the open utterance, dropping `trim` trailing silence chunks beyond the pad."""
-        keep = len(self._utt) - max(0, trim)
-        chunks, tail = self._utt[:keep], self._utt[keep:]
-        start = self._utt_start
-        enough = self._enough_speech()
-        candidate, self._candidate = self._candidate, None
-        self._utt, self._probs = [], []
-        self._pre.extend(tail)
-        if chunks and enough:
-            audio = np.concatenate(chunks)
-            if candidate is not None and candidate[0] == len(chunks):
-                text = candidate[1]  # decoded on exactly these chunks when the pad was reached
-            else:
-                text = self.tr.transcribe(audio, self.topts).text
-            if text:
-                lag = (time.perf_counter() - self._last_speech_wall) * 1000
-                self._events.append(Final(text, start / self.sr, (start + len(audio)) / self.sr, lag, audio))
-
-    def _cut(self) -> None:
-        """Split an over-long utterance at its quietest chunk in the last third; keep the rest open."""
-        n = len(self._probs)
-        lo = 2 * n // 3
-        cut = lo + int(np.argmin(self._probs[lo:])) + 1
-        rest, rest_probs = self._utt[cut:], self._probs[cut:]
-        self._close(trim=n - cut)
-        self._pre.clear()
-        self._utt, self._probs = rest, rest_probs
-        self._utt_start = self._pos - CHUNK * len(rest)
-        self._speech_chunks = sum(p > self.opts.vad_threshold for p in rest_probs)
-        self._since_partial, self._silence, self._last_partial, self._stable = 0, 0, "", []
-        if not rest:
-            self._utt = []
+        self._events.append(Partial(" ".join(shown), " ".join(self._stable), self.ep.start * CHUNK / self.sr))
 
     # -- output --------------------------------------------------------------
     def events(self) -> Iterator[Partial | Final]:
@@ -264,12 +264,13 @@ class Stream:
             yield self._events.popleft()
 
     def finish(self) -> None:
-        """End of input: flush the resampler and close the open utterance."""
+        """End of input: flush the resampler and close the open utterance. More audio may
+        follow: the stream goes on, times counting on."""
         self._flush_resampler()
         if len(self._pending):
             self._feed(np.zeros(CHUNK - len(self._pending), np.float32))
-        if self._utt:
-            self._close(trim=self._silence - self._pad_chunks)
+        for b in self.ep.finish():
+            self._boundary(b)
 
 
 def _sample_count(samples) -> int:

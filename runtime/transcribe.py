@@ -123,7 +123,11 @@ class Transcriber:
                 break
         return result
 
-    def transcribe(self, samples: np.ndarray, opts: TranscribeOptions) -> Transcription:
+    def transcribe(
+        self, samples: np.ndarray, opts: TranscribeOptions, speech_probs: np.ndarray | None = None
+    ) -> Transcription:
+        """speech_probs: the VAD probability of each 32 ms chunk of `samples` when the caller has
+        them already (a stream runs the VAD once per chunk); else the VAD runs here."""
         t_start = time.perf_counter()
         sr = self.params.sample_rate
         chunk = self.params.chunk_seconds * sr
@@ -139,7 +143,8 @@ class Transcriber:
         segments: list[Segment] = []
         language = opts.language if self.model.special.languages else None
         t0 = time.perf_counter()
-        speech = self.vad.speech_probs(samples) > opts.vad_threshold  # (n // 512,)
+        probs = self.vad.speech_probs(samples) if speech_probs is None else speech_probs
+        speech = probs > opts.vad_threshold  # (n // 512,)
         timings["vad_ms"] = (time.perf_counter() - t0) * 1000
         chunk_s = self.vad.chunk_seconds
         seek = 0

@@ -98,6 +98,7 @@ def test_listen_jsonl_from_file(default_bundle, speech_wav):
         ],
         capture_output=True,
         text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -144,18 +145,18 @@ def test_listen_shows_partial_and_final_lines_in_a_terminal(default_bundle, spee
     assert len(final_lines) == 1 and "->" in final_lines[0] and "call me back" in final_lines[0].lower()
 
 
-def test_listen_without_microphone_says_so(default_bundle):
+def test_listen_with_a_device_that_is_not_there_says_so(default_bundle):
+    """An input device index no machine has: one line naming the way out, exit 1, whatever
+    microphones this machine may have (this test used to skip on any unexpected output)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_alm.cli", "listen", "--model", str(default_bundle)],
+        [sys.executable, "-m", "edge_alm.cli", "listen", "--model", str(default_bundle), "--device", "9999"],
         capture_output=True,
         text=True,
-        env={**os.environ, "AUDIODEV": "null"},
+        timeout=60,
     )
-    if "mic extra" in proc.stderr or "no audio input device" in proc.stderr or "cannot open" in proc.stderr:
-        assert proc.returncode == 1 and "Traceback" not in proc.stderr
-        assert "--input" in proc.stderr or "pip install" in proc.stderr
-    else:
-        pytest.skip("this machine has a microphone")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
+    assert "--input" in lines[0] or "pip install" in lines[0]
 
 
 def test_listen_ask_answers_each_final_with_the_alm(default_bundle, tiny_alm, speech_wav):
@@ -167,6 +168,7 @@ def test_listen_ask_answers_each_final_with_the_alm(default_bundle, tiny_alm, sp
         + ["--max-new-tokens", "3"],
         capture_output=True,
         text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
