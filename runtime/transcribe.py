@@ -33,7 +33,7 @@ class TranscribeOptions:
     compression_ratio_threshold: float = 2.4  # gzip ratio above this = repetition: retry hotter
     logprob_threshold: float = -1.0  # mean log-prob below this = unsure: retry hotter
     no_speech_threshold: float = 0.6  # P(no speech) above this (and unsure) = silence
-    silence_db: float = -55.0  # windows whose loudest 20 ms stays below this dBFS are skipped
+    silence_db: float = -80.0  # windows whose loudest 20 ms stays below this dBFS are skipped (digital silence)
     vad_threshold: float = 0.5  # VAD probability above which a 32 ms chunk counts as speech
     min_speech_s: float = 0.2  # windows with less VAD speech than this are skipped (beeps, noise)
     tokens_per_second: float = 7.0  # token budget: this many per second of audio ...
@@ -92,6 +92,20 @@ def loudest_frame_db(samples: np.ndarray, frame: int = 320) -> float:
     return float(20 * np.log10(max(rms.max(), 1e-10)))
 
 
+VAD_TARGET_DB = -20.0  # the VAD hears every clip at this loudest-20-ms level ...
+VAD_MAX_GAIN_DB = 50.0  # ... raised by at most this much, so dither and hiss stay quiet
+
+
+def vad_level(samples: np.ndarray) -> np.ndarray:
+    """The clip scaled for the VAD: Silero VAD misses speech whose loudest 20 ms is below about
+    -60 dBFS (quiet recordings), while Whisper's log-mel is level-independent. Only the VAD
+    input is scaled."""
+    peak = loudest_frame_db(samples)
+    if not np.isfinite(peak) or peak >= VAD_TARGET_DB:
+        return samples
+    return samples * np.float32(10 ** (min(VAD_TARGET_DB - peak, VAD_MAX_GAIN_DB) / 20))
+
+
 class Transcriber:
     def __init__(self, model: Seq2SeqModel, tokenizer: TextTokenizer, vad: SileroVAD | EnergyVAD) -> None:
         self.model = model
@@ -143,7 +157,7 @@ class Transcriber:
         segments: list[Segment] = []
         language = opts.language if self.model.special.languages else None
         t0 = time.perf_counter()
-        probs = self.vad.speech_probs(samples) if speech_probs is None else speech_probs
+        probs = self.vad.speech_probs(vad_level(samples)) if speech_probs is None else speech_probs
         speech = probs > opts.vad_threshold  # (n // 512,)
         timings["vad_ms"] = (time.perf_counter() - t0) * 1000
         chunk_s = self.vad.chunk_seconds
