@@ -12,7 +12,7 @@ from edge_alm.errors import EdgeALMError
 from edge_alm.formats import FORMATS, render
 
 DEFAULT_MODEL = "models/whisper-base-int8"
-DEFAULT_ALM = "models/smollm2-whisper-alm-int8"
+DEFAULT_ALM = "models/smollm2-whisper-qa-int8"  # the audio-QA model trained here
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
