@@ -115,6 +115,9 @@ CONFIGS = {
     "before: fixed 0.4 s silence": StreamOptions(early_end=False, partial_min_window_s=10.0),
     "early end at the pad when the text ends a sentence": StreamOptions(early_end=True, partial_min_window_s=10.0),
     "+ partials on a 4 s minimum window": StreamOptions(early_end=True, partial_min_window_s=4.0),
+    "+ 0.7 s silence when the text does not end a sentence": StreamOptions(
+        early_end=True, partial_min_window_s=4.0, min_silence_s=0.7
+    ),
 }
 
 

@@ -156,7 +156,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     else:
         source = MicrophoneSource(args.device, chunk_s=args.chunk)
     model = EdgeALM.load(args.model, threads=args.threads)
-    opts = StreamOptions(min_silence_s=args.min_silence, partial_interval_s=args.partial_interval)
+    opts = StreamOptions(
+        min_silence_s=args.min_silence, partial_interval_s=args.partial_interval, early_end=not args.no_early_end
+    )
     stream = model.stream(opts, language=args.language)
     printer = EventPrinter(args.format)
     if args.ask:
@@ -220,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--realtime", action="store_true", help="with --input: deliver audio at real-time pace")
     li.add_argument("--format", choices=("text", "jsonl"), default="text")
     li.add_argument("--chunk", type=float, default=0.1, help="seconds of audio per chunk from the source")
-    li.add_argument("--min-silence", type=float, default=0.4, help="seconds of silence that end an utterance")
+    li.add_argument(
+        "--min-silence", type=float, default=0.7, help="silence that ends an utterance not ending a sentence (s)"
+    )
+    li.add_argument("--no-early-end", action="store_true", help="always wait --min-silence, even after a full stop")
     li.add_argument("--partial-interval", type=float, default=0.5, help="seconds between partial results")
     li.add_argument("--language", default="en")
     li.add_argument("--threads", type=int, default=0)

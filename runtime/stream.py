@@ -28,14 +28,14 @@ from edge_alm.runtime.vad import CHUNK
 @dataclass(frozen=True)
 class StreamOptions:
     vad_threshold: float = 0.5  # chunk speech probability that counts as speech
-    min_silence_s: float = 0.4  # silence that closes an utterance
+    min_silence_s: float = 0.7  # silence that closes an utterance whose text does not end a sentence
     speech_pad_s: float = 0.2  # audio kept before the first and after the last speech chunk
     min_speech_s: float = 0.25  # utterances with less speech than this are dropped (clicks)
     partial_interval_s: float = 0.5  # re-decode the open utterance this often (0 = no partials)
     first_partial_s: float = 1.0  # no partial before this much audio (Whisper guesses on tiny clips)
     max_utterance_s: float = 25.0  # cut longer utterances at their quietest chunk
     early_end: bool = True  # end the turn at the pad when the speculative final ends a sentence
-    partial_min_window_s: float = 10.0  # encoder window floor for partials (finals keep the transcriber's)
+    partial_min_window_s: float = 4.0  # encoder window floor for partials (finals keep the transcriber's)
 
     def __post_init__(self) -> None:
         for name in ("min_silence_s", "max_utterance_s"):
