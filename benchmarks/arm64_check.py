@@ -119,6 +119,7 @@ def main() -> None:
         capture_output=True,
         text=True,
         env=env,
+        cwd=CACHE,  # not the repository: its edge_alm/ (without runtime/) would shadow the laid-out tree
     )
     if proc.returncode != 0:
         sys.exit(f"arm64 run failed:\n{proc.stderr[-3000:]}")
