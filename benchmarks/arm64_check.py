@@ -72,14 +72,13 @@ def arm64_python() -> Path:
     return py
 
 
-def arm64_site() -> Path:
+def arm64_site(ort_version: str) -> Path:
     import numpy
-    import onnxruntime
     import tokenizers
 
-    site = CACHE / "site"
+    site = CACHE / f"site-ort{ort_version}"
     if not (site / "onnxruntime").is_dir():
-        pins = [f"numpy=={numpy.__version__}", f"onnxruntime=={onnxruntime.__version__}"]
+        pins = [f"numpy=={numpy.__version__}", f"onnxruntime=={ort_version}"]
         pkgs = [*pins, f"tokenizers=={tokenizers.__version__}", "soundfile", "soxr"]
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "--target", str(site), "--only-binary=:all:"]
@@ -107,12 +106,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundles", nargs="+", default=["models/whisper-base-int8", "models/smollm2-whisper-qa-int8"])
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/arm64-qemu"))
+    # onnxruntime 1.32's aarch64 wheel dies at import under qemu-user (SIGSEGV, any -cpu model);
+    # 1.22 runs there. Real boards are not affected by this.
+    ap.add_argument("--ort", default="1.22.0", help="onnxruntime version of the arm64 side")
     args = ap.parse_args()
     bundles = [str(ROOT / b) for b in args.bundles if (ROOT / b / "manifest.json").is_file()]
     native = json.loads(
         subprocess.run([sys.executable, "-c", PROBE, *bundles], capture_output=True, text=True, check=True).stdout
     )
-    py, site, src = arm64_python(), arm64_site(), source_tree()
+    py, site, src = arm64_python(), arm64_site(args.ort), source_tree()
     env = {**os.environ, "PYTHONPATH": f"{src}:{site}", "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.run(
         ["qemu-aarch64-static", "-L", str(py.parents[2]), str(py), "-c", PROBE, *bundles],
@@ -131,12 +133,19 @@ def main() -> None:
             equal = a["tokens"] == r["tokens"]
             same += equal
             rows.append({"bundle": b, "clip": clip, "equal": equal, "x86": r["text"], "arm64": a["text"]})
-    report = {"native": native["arch"], "emulated": arm["arch"], "onnxruntime": arm["onnxruntime"], "rows": rows}
+    report = {
+        "native": native["arch"],
+        "native_onnxruntime": native["onnxruntime"],
+        "emulated": arm["arch"],
+        "onnxruntime": arm["onnxruntime"],
+        "rows": rows,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "check.json").write_text(json.dumps(report, indent=1))
     lines = [
-        f"# arm64 (qemu-user, Debian bookworm, onnxruntime {arm['onnxruntime']} aarch64 wheel) vs x86_64",
+        f"# arm64 (qemu-user, Debian bookworm, onnxruntime {arm['onnxruntime']} aarch64 wheel) vs x86_64 "
+        f"(onnxruntime {native['onnxruntime']})",
         "",
         f"{same} of {len(rows)} outputs equal token for token. Timings under emulation are not board speed.",
         "",
