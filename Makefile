@@ -58,7 +58,7 @@ models/smollm2-whisper-alm-int4/manifest.json: | $(VENV)/.installed
 # The device install on arm64 under qemu-user against x86 outputs (about 10 min; downloads a
 # Debian arm64 base and aarch64 wheels): writes benchmarks/results/arm64-qemu/check.{md,json}.
 arm64-check: PKGS := $(TEST_PKGS) qemu-user-static debootstrap
-arm64-check: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(QA_BUNDLE)/manifest.json
+arm64-check: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(ALM_BUNDLE)/manifest.json
 	$(PY) -m benchmarks.arm64_check
 
 PKGS ?= $(TEST_PKGS)

@@ -104,7 +104,7 @@ def source_tree() -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bundles", nargs="+", default=["models/whisper-base-int8", "models/smollm2-whisper-qa-int8"])
+    ap.add_argument("--bundles", nargs="+", default=["models/whisper-base-int8", "models/smollm2-whisper-alm-int8"])
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/arm64-qemu"))
     # onnxruntime 1.32's aarch64 wheel dies at import under qemu-user (SIGSEGV, any -cpu model);
     # 1.22 runs there. Real boards are not affected by this.
