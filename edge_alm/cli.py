@@ -166,7 +166,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         from edge_alm.listen import AskEachFinal
 
         alm = EdgeALM.load(args.alm_model, threads=args.threads)
-        alm._require_alm("listen --ask")
+        alm.require_alm("listen --ask")
         warn_untrained(alm)
         printer = AskEachFinal(printer, alm, args.ask, max_new_tokens=args.max_new_tokens)
     if not args.input and args.format == "text":

@@ -28,7 +28,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from edge_alm.model import EdgeALM
 
     model = EdgeALM.load(args.model, threads=args.threads)
-    model._require_alm("ask")
+    model.require_alm("ask")
     warn_untrained(model)
     chat = model.chat(args.audio or [])
     opts = _ask_options(args)
@@ -70,7 +70,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     from edge_alm.runtime.alm import AskOptions
 
     model = EdgeALM.load(args.model, threads=args.threads)
-    model._require_alm("chat")
+    model.require_alm("chat")
     warn_untrained(model)
     chat = model.chat(args.audio)
     opts = AskOptions(**_ask_options(args))

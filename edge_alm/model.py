@@ -94,7 +94,7 @@ class EdgeALM:
     def sample_rate(self) -> int:
         return self.manifest.features.sample_rate
 
-    def _require_alm(self, what: str) -> AlmModel:
+    def require_alm(self, what: str) -> AlmModel:
         if self.alm is None:
             raise ValueError(f"{what} needs an alm bundle; {self.manifest.path} is {self.manifest.kind}")
         return self.alm
@@ -106,7 +106,7 @@ class EdgeALM:
     def chat(self, audio: AudioInput | list[AudioInput] | None = None) -> Chat:
         """A conversation about one or two clips: the clips are encoded once and the KV cache
         is kept across questions."""
-        alm = self._require_alm("chat")
+        alm = self.require_alm("chat")
         clips = [] if audio is None else audio if isinstance(audio, list) else [audio]
         return Chat(alm, [np.ascontiguousarray(load_audio(c, self.sample_rate)) for c in clips])
 

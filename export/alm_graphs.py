@@ -11,25 +11,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from edge_alm.export.whisper_graphs import attend, merge_heads, split_heads
+from edge_alm.export.whisper_graphs import whisper_encoder_hidden
 from torch import nn
-
-
-def whisper_encoder_hidden(enc: nn.Module, input_features: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """The Whisper-style encoder stack without its final norm: (B, n_mels, T) -> (B, T/2, C).
-    Runs on any even number of frames up to the position table (it slices the table)."""
-    x = F.gelu(enc.conv1(input_features))
-    x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, S, C), S = T/2
-    x = x + enc.embed_positions.weight[: x.shape[1]]
-    for layer in enc.layers:
-        a = layer.self_attn
-        h = layer.self_attn_layer_norm(x)
-        q = split_heads(a.q_proj(h) * a.scaling, n_heads)
-        k, v = split_heads(a.k_proj(h), n_heads), split_heads(a.v_proj(h), n_heads)
-        x = x + a.out_proj(merge_heads(attend(q, k, v, None)))
-        h = layer.final_layer_norm(x)
-        x = x + layer.fc2(F.gelu(layer.fc1(h)))
-    return x
 
 
 class AudioEncoderGraph(nn.Module):

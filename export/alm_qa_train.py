@@ -236,26 +236,3 @@ def build_and_train(
     build_corpus(work, bundle, speech_clips, sound_clips, pairs, "train")
     build_corpus(work, bundle, max(speech_clips // 10, 40), max(sound_clips // 8, 24), max(pairs // 10, 20), "heldout")
     return train(work, bundle, default_smollm2(cache), default_whisper_base(cache), steps, batch=batch, pool=pool)
-
-
-def weights_from_checkpoint(
-    work: Path, bundle: Path, lm_dir: Path, whisper_dir: Path, pool: int = 4, rank: int = 8, alpha: float = 16.0
-) -> Path:
-    """work/alm-qa.npz from the last checkpoint (a run stopped early keeps what it learnt)."""
-    from edge_alm.export.alm_export import load_lm
-
-    from edge_alm import EdgeALM
-
-    state = torch.load(Path(work) / "checkpoint.pt", weights_only=False)
-    alm = EdgeALM.load(bundle, threads=1).alm
-    lm = load_lm(lm_dir)
-    base_fp = fingerprint(lm.get_input_embeddings().weight)
-    loras = add_lora(lm, rank, alpha)
-    for m, (a, b) in zip(loras, state["lora"]):
-        m.A.data, m.B.data = a, b
-    adapter = PooledMLPAdapter(alm.config.audio.encoder_dim, alm.config.lm.hidden_size, pool)
-    adapter.load_state_dict(state["adapter"])
-    out = Path(work) / "alm-qa.npz"
-    fps = {"base_lm": base_fp, "encoder": whisper_fingerprint(whisper_dir)}
-    save_weights(out, adapter, loras, rank, alpha, pool, fps, state["step"])
-    return out

@@ -36,6 +36,23 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     return torch.softmax(w.float(), dim=-1).to(q.dtype) @ v  # (B, H, Tq, Dh)
 
 
+def whisper_encoder_hidden(enc: nn.Module, input_features: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """The Whisper-style encoder stack without its final norm: (B, n_mels, T) -> (B, T/2, C).
+    Runs on any even number of frames up to the position table (it slices the table)."""
+    x = F.gelu(enc.conv1(input_features))
+    x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, S, C), S = T/2
+    x = x + enc.embed_positions.weight[: x.shape[1]]
+    for layer in enc.layers:
+        a = layer.self_attn
+        h = layer.self_attn_layer_norm(x)
+        q = split_heads(a.q_proj(h) * a.scaling, n_heads)
+        k, v = split_heads(a.k_proj(h), n_heads), split_heads(a.v_proj(h), n_heads)
+        x = x + a.out_proj(merge_heads(attend(q, k, v, None)))
+        h = layer.final_layer_norm(x)
+        x = x + layer.fc2(F.gelu(layer.fc1(h)))
+    return x
+
+
 class WhisperEncoderGraph(nn.Module):
     """Audio encoder plus every decoder layer's cross-attention K/V projections."""
 
@@ -47,19 +64,7 @@ class WhisperEncoderGraph(nn.Module):
         self.n_dec_heads = hf_model.config.decoder_attention_heads
 
     def forward(self, input_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self.enc
-        x = F.gelu(e.conv1(input_features))
-        x = F.gelu(e.conv2(x)).transpose(1, 2)  # (B, S, C), S = T/2
-        x = x + e.embed_positions.weight[: x.shape[1]]
-        for layer in e.layers:
-            a = layer.self_attn
-            h = layer.self_attn_layer_norm(x)
-            q = split_heads(a.q_proj(h) * a.scaling, self.n_heads)
-            k, v = split_heads(a.k_proj(h), self.n_heads), split_heads(a.v_proj(h), self.n_heads)
-            x = x + a.out_proj(merge_heads(attend(q, k, v, None)))
-            h = layer.final_layer_norm(x)
-            x = x + layer.fc2(F.gelu(layer.fc1(h)))
-        x = e.layer_norm(x)
+        x = self.enc.layer_norm(whisper_encoder_hidden(self.enc, input_features, self.n_heads))  # (B, S, C)
         ks = [split_heads(layer.encoder_attn.k_proj(x), self.n_dec_heads) for layer in self.dec_layers]
         vs = [split_heads(layer.encoder_attn.v_proj(x), self.n_dec_heads) for layer in self.dec_layers]
         return torch.stack(ks), torch.stack(vs)  # (L, B, H, S, Dh) each

@@ -122,11 +122,11 @@ class BlockDecoderState:
 
     def _start_block(self) -> None:
         n = self.text_k.shape[1]
-        audio_k, audio_v = self.audio_k, self.audio_v
-        if audio_k.shape[1] != n:
-            audio_k, audio_v = np.repeat(audio_k[:, :1], n, axis=1), np.repeat(audio_v[:, :1], n, axis=1)
-        self.ctx_k = np.concatenate([self.text_k, audio_k], axis=3)  # (Lm, n, H, P+S, Dh), once per block
-        self.ctx_v = np.concatenate([self.text_v, audio_v], axis=3)
+        if self.audio_k.shape[1] != n:  # every row reads the same audio: repeat it once for the beams
+            self.audio_k = np.repeat(self.audio_k[:, :1], n, axis=1)
+            self.audio_v = np.repeat(self.audio_v[:, :1], n, axis=1)
+        self.ctx_k = np.concatenate([self.text_k, self.audio_k], axis=3)  # (Lm, n, H, P+S, Dh), once per block
+        self.ctx_v = np.concatenate([self.text_v, self.audio_v], axis=3)
         self.block_cache = KVCache(self.m._lm, n, self.m._h, self.m._dh)
         self.j = 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from edge_alm.runtime.errors import BundleError
+from edge_alm.runtime.manifest import sha256_file
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,6 @@ def _source_stamp(graph: Path, sha256: str) -> dict:
 
 
 def _write_sidecar(graph: Path, sha256: str, cached: Path) -> None:
-    from edge_alm.runtime.manifest import sha256_file
-
     stamp = {**_source_stamp(graph, sha256), "cache_sha256": sha256_file(cached), "cache_size": cached.stat().st_size}
     _sidecar(cached).write_text(json.dumps(stamp))
 
@@ -50,8 +49,6 @@ def _write_sidecar(graph: Path, sha256: str, cached: Path) -> None:
 def _cache_is_valid(graph: Path, sha256: str, cached: Path, verify: bool) -> bool:
     """The cache was written from this very graph file (same checksum, size and time) by this
     onnxruntime, and is itself intact (its own size, and with `verify` its sha256)."""
-    from edge_alm.runtime.manifest import sha256_file
-
     try:
         stamp = json.loads(_sidecar(cached).read_text())
         if {k: stamp.get(k) for k in _source_stamp(graph, sha256)} != _source_stamp(graph, sha256):

@@ -175,12 +175,12 @@ class Stream:
         p = float(self.vad(chunk))
         self._audio.append(chunk)
         self._probs.append(p)
-        self.stats.processed_s = self.ep.n * CHUNK / self.sr + CHUNK / self.sr
         if p > self.opts.vad_threshold:
             self._last_speech_wall = self._arrival
             self._candidate = None
         for b in self.ep.push(p):
             self._boundary(b)
+        self.stats.processed_s = self.ep.n * CHUNK / self.sr
         if self.ep.is_open:
             self._since_partial += 1
             self._maybe_partial()
