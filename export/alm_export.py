@@ -62,6 +62,30 @@ class AlmParts:
     adapter_trained: bool
     min_seconds: float = 1.0  # shorter clips are padded with silence to this
     sampling: dict = field(default_factory=dict)
+    features: FeatureParams | None = None  # None: whisper log-mel with n_mels bins
+    segment_seconds: float = 0.0  # > 0: clips are repeated / cut to this fixed length
+    question_tokens: int = 0  # > 0: the question is padded / cut to this many tokens
+    pad_token: int = -1  # pads the question
+
+    def feature_params(self) -> FeatureParams:
+        return self.features or FeatureParams(n_mels=self.n_mels, chunk_seconds=self.max_frames // 100)
+
+    def audio_config(self) -> AlmAudio:
+        return AlmAudio(
+            encoder_dim=self.encoder_dim,
+            pool=self.pool,
+            pool_kind=self.pool_kind,
+            max_frames=self.max_frames,
+            min_seconds=self.min_seconds,
+            adapter_trained=self.adapter_trained,
+            segment_seconds=self.segment_seconds,
+        )
+
+    def clip_features(self, samples: np.ndarray) -> np.ndarray:
+        """The runtime's own feature path: samples at the model's rate -> encoder input (1, ...)."""
+        from edge_alm.runtime.alm import clip_features
+
+        return np.ascontiguousarray(clip_features(samples, self.feature_params(), self.audio_config()), np.float32)
 
 
 def smollm2_gguf() -> Path:
@@ -191,17 +215,23 @@ def load_trained(path: Path, lm: torch.nn.Module, encoder: torch.nn.Module) -> d
 
 def export_fp32(parts: AlmParts, out: Path) -> dict[str, Path]:
     paths = {name: out / f"{name}.onnx" for name in ("audio_encoder", "adapter", "embed", "lm")}
+    sr = parts.feature_params().sample_rate
+    feats = torch.from_numpy(parts.clip_features(np.random.default_rng(0).standard_normal(2 * sr) * 0.1))
+    # a fixed segment: only the batch axis varies
+    feats_axes = {0: "batch"} if parts.segment_seconds > 0 else {0: "batch", 2: "frames"}
     export_onnx(
         parts.encoder,
-        (torch.randn(1, parts.n_mels, min(200, parts.max_frames)),),
+        (feats,),
         paths["audio_encoder"],
         ["input_features"],
         ["hidden"],
-        {"input_features": {0: "batch", 2: "frames"}, "hidden": {0: "batch", 1: "positions"}},
+        {"input_features": feats_axes, "hidden": {0: "batch", 1: "positions"}},
     )
+    with torch.no_grad():
+        hidden = parts.encoder(feats)
     export_onnx(
         parts.adapter,
-        (torch.randn(1, 48, parts.encoder_dim),),
+        (hidden,),
         paths["adapter"],
         ["hidden"],
         ["audio_embeds"],
@@ -266,27 +296,27 @@ def onnx_logits(
 
 
 def voice_like_features(parts: AlmParts, seed: int = 1) -> np.ndarray:
-    """Log-mel of a synthetic voice-like signal (gliding harmonics with syllable-rate bursts and
+    """Features of a synthetic voice-like signal (gliding harmonics with syllable-rate bursts and
     breath noise): quantization is checked on features like real audio's, not random numbers."""
-    from edge_alm.runtime.features import log_mel
-    from edge_alm.runtime.manifest import FeatureParams
-
     g = np.random.default_rng(seed)
-    sr, n = 16000, int(min(4.0, parts.max_frames / 100) * 16000)
+    params = parts.feature_params()
+    sr = params.sample_rate
+    n = int(min(4.0, parts.max_frames * params.hop_length / sr) * sr)
     t = np.arange(n) / sr
     f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
     phase = 2 * np.pi * np.cumsum(f0) / sr
     voice = sum(np.sin(k * phase) / k for k in range(1, 12))
     envelope = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) ** 0.5
     x = (0.1 * voice * envelope + 0.005 * g.standard_normal(n)).astype(np.float32)
-    params = FeatureParams(n_mels=parts.n_mels)
-    return np.ascontiguousarray(log_mel(x, params, n_samples=n)[None], np.float32)
+    return parts.clip_features(x)
 
 
 def parity_inputs(parts: AlmParts, seed: int = 0) -> tuple[np.ndarray, list[int], list[int]]:
+    """Features of 4 s of noise (at most the encoder's span) and two runs of random token ids."""
     g = np.random.default_rng(seed)
-    frames = min(400, parts.max_frames)
-    feats = (g.standard_normal((1, parts.n_mels, frames)) * 0.5).astype(np.float32)
+    params = parts.feature_params()
+    seconds = min(4.0, parts.max_frames * params.hop_length / params.sample_rate)
+    feats = parts.clip_features((g.standard_normal(int(seconds * params.sample_rate)) * 0.1).astype(np.float32))
     vocab = parts.lm.config.vocab_size
     return feats, [int(t) for t in g.integers(3, vocab, 5)], [int(t) for t in g.integers(3, vocab, 7)]
 
@@ -354,16 +384,13 @@ def build_alm_bundle(
             vocab_size=cfg.vocab_size,
             context_length=int(cfg.max_position_embeddings),
         ),
-        audio=AlmAudio(
-            encoder_dim=parts.encoder_dim,
-            pool=parts.pool,
-            pool_kind=parts.pool_kind,
-            max_frames=parts.max_frames,
-            min_seconds=parts.min_seconds,
-            adapter_trained=parts.adapter_trained,
-        ),
+        audio=parts.audio_config(),
         prompt=AlmPrompt(
-            templates=parts.templates, continue_template=parts.continue_template, stop_tokens=parts.stop_tokens
+            templates=parts.templates,
+            continue_template=parts.continue_template,
+            stop_tokens=parts.stop_tokens,
+            question_tokens=parts.question_tokens,
+            pad_token=parts.pad_token,
         ),
         sampling=AlmSampling(**parts.sampling),
     )
@@ -372,7 +399,7 @@ def build_alm_bundle(
         "kind": "alm",
         "source": parts.source,
         "graphs": with_vad(graphs, vad, out),
-        "features": asdict(FeatureParams(n_mels=parts.n_mels, chunk_seconds=parts.max_frames // 100)),
+        "features": asdict(parts.feature_params()),
         "tokenizer": "tokenizer.json",
         "alm": asdict(config),
     }

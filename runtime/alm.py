@@ -10,20 +10,58 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from edge_alm.runtime.decoding import DecodeResult, TokenGenerator, beam_search
 from edge_alm.runtime.errors import AudioError, EdgeALMError
-from edge_alm.runtime.features import log_mel
+from edge_alm.runtime.features import log_mel, power_db_mel
 from edge_alm.runtime.kv_cache import KVBuffers
-from edge_alm.runtime.manifest import AlmConfig, Manifest
+from edge_alm.runtime.manifest import AlmAudio, AlmConfig, FeatureParams, Manifest
 from edge_alm.runtime.sampling import SamplingOptions
 from edge_alm.runtime.session import GraphSession, SessionConfig
 from tokenizers import Tokenizer
 
-SLOT = re.compile(r"\{audio(\d+)\}")
+SLOT = re.compile(r"\{audio(\d+)\}|\{id:(\d+)\}|(\{question\})")
+
+
+class ClipCutWarning(UserWarning):
+    """A clip is longer than the model's fixed segment; only its start is heard."""
+
+
+def fit_segment(samples: np.ndarray, n: int) -> np.ndarray:
+    """Repeat a short clip end to end, or keep the start of a long one: exactly n samples."""
+    if len(samples) == 0:
+        raise AudioError("clip is empty")
+    if len(samples) > n:
+        warnings.warn(
+            f"clip is {len(samples)} samples; this model hears a fixed segment of {n}: the rest is not used",
+            ClipCutWarning,
+            stacklevel=3,
+        )
+        return samples[:n]
+    return np.tile(samples, -(-n // len(samples)))[:n]
+
+
+def clip_features(samples: np.ndarray, p: FeatureParams, a: AlmAudio) -> np.ndarray:
+    """Mono float samples at p.sample_rate -> the audio encoder's input: whisper log-mel
+    (1, n_mels, T) of the clip's own length (at least min_seconds, padded with silence, T a
+    whole number of audio embeddings), or, with a fixed segment (segment_seconds), the
+    features of that segment (power-dB mel: (1, T, n_mels))."""
+    if a.segment_seconds > 0:
+        x = fit_segment(samples, round(a.segment_seconds * p.sample_rate))
+        return power_db_mel(x, p)[None] if p.kind == "power-db" else log_mel(x, p, n_samples=len(x))[None]
+    step = 2 * a.pool * p.hop_length  # whole audio embeddings: 2 * pool mel frames each
+    n = max(len(samples), int(a.min_seconds * p.sample_rate), 1)
+    n = -(-n // step) * step
+    if n // p.hop_length > a.max_frames:
+        raise AudioError(
+            f"clip is {len(samples) / p.sample_rate:.1f} s; this model's audio encoder takes at most "
+            f"{a.max_frames * p.hop_length / p.sample_rate:.1f} s"
+        )
+    return np.ascontiguousarray(log_mel(samples, p, n_samples=n)[None], np.float32)
 
 
 class PromptError(EdgeALMError):
@@ -131,24 +169,20 @@ class AlmModel:
         return out
 
     def features(self, samples: np.ndarray) -> np.ndarray:
-        """Mono float samples at the model's rate -> log-mel (1, n_mels, T): the clip's own
-        length (at least min_seconds, padded with silence), T even."""
-        p, a = self.params, self.config.audio
-        step = 2 * a.pool * p.hop_length  # whole audio embeddings: 2 * pool mel frames each
-        n = max(len(samples), int(a.min_seconds * p.sample_rate), 1)
-        n = -(-n // step) * step
-        if n // p.hop_length > a.max_frames:
-            raise AudioError(
-                f"clip is {len(samples) / p.sample_rate:.1f} s; this model's audio encoder takes at most "
-                f"{a.max_frames * p.hop_length / p.sample_rate:.1f} s"
-            )
-        return np.ascontiguousarray(log_mel(samples, p, n_samples=n)[None], np.float32)
+        return clip_features(samples, self.params, self.config.audio)
 
     def encode_clip(self, samples: np.ndarray) -> np.ndarray:
         """Mono float samples at the model's rate -> audio embeddings (S/p, D)."""
-        (hidden,) = self.audio_encoder.run({"input_features": self.features(samples)})  # (1, T/2, C)
-        (emb,) = self.adapter.run({"hidden": hidden})  # (1, T/2/p, D)
+        (hidden,) = self.audio_encoder.run({"input_features": self.features(samples)})  # (1, S, C)
+        (emb,) = self.adapter.run({"hidden": hidden})  # (1, S/p, D)
         return emb[0]
+
+    def question_ids(self, question: str) -> list[int]:
+        """A fixed-length question (prompt.question_tokens > 0): tokenized with the tokenizer's
+        special tokens, cut, then padded with pad_token, as the model saw it in training."""
+        n, pad = self.config.prompt.question_tokens, self.config.prompt.pad_token
+        ids = self.tokenizer.encode(question, add_special_tokens=True).ids[:n]
+        return ids + [pad] * (n - len(ids))
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -162,6 +196,8 @@ class AlmModel:
         if not first_turn:
             if n_clips:
                 raise PromptError("clips go with the first question of a chat")
+            if not prompt.continue_template:
+                raise PromptError("this model answers one question per chat: start a new chat for the next")
             return [self.encode(prompt.continue_template.replace("{question}", question))]
         if n_clips == 0:
             raise PromptError(f"this model answers questions about audio: give 1 to {self.max_clips} clip(s), got none")
@@ -169,11 +205,17 @@ class AlmModel:
         if template is None:
             counts = " or ".join(sorted(prompt.templates))
             raise PromptError(f"this model's prompt takes {counts} clip(s), got {n_clips}")
+        # text between slots is tokenized whole (the question inside it), unless the question
+        # has a fixed length: then it is a slot of its own
+        fixed = prompt.question_tokens > 0
         parts: list[list[int] | int] = []
         pos = 0
         for m in SLOT.finditer(template):
+            audio, token, q = m.groups()
+            if q and not fixed:
+                continue
             parts.append(self.encode(template[pos : m.start()].replace("{question}", question)))
-            parts.append(int(m.group(1)) - 1)
+            parts.append(int(audio) - 1 if audio else [int(token)] if token else self.question_ids(question))
             pos = m.end()
         parts.append(self.encode(template[pos:].replace("{question}", question)))
         return [p for p in parts if not isinstance(p, list) or p]

@@ -1,8 +1,13 @@
-"""Whisper log-mel features in numpy, equal to transformers' WhisperFeatureExtractor.
+"""Log-mel features in numpy, for the two kinds a manifest can name (FeatureParams.kind).
 
-Pipeline: zero-pad the waveform to the window length, centred STFT (reflect padding,
-periodic Hann window), power spectrum, Slaney mel filterbank, log10, clamp to
-(max - 8), then (x + 4) / 4. The last STFT frame is dropped, as the reference does.
+"whisper" (`log_mel`), equal to transformers' WhisperFeatureExtractor: zero-pad the waveform
+to the window length, centred STFT (reflect padding, periodic Hann window), power spectrum,
+Slaney mel filterbank, log10, clamp to (max - 8), then (x + 4) / 4; the last STFT frame is
+dropped, as the reference does.
+
+"power-db" (`power_db_mel`), equal to torchlibrosa's Spectrogram + LogmelFilterBank (as HTSAT
+uses them): the same STFT and filterbank between fmin and fmax, every frame kept, then
+10 * log10(max(power, 1e-10)), no clamp, time-major.
 """
 
 from __future__ import annotations
@@ -28,10 +33,10 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Slaney-normalised triangular filters, shape (n_fft // 2 + 1, n_mels)."""
-    fft_freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
-    mel_pts = np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), n_mels + 2)
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float = 0.0) -> np.ndarray:
+    """Slaney-normalised triangular filters from fmin to fmax (0: Nyquist), shape (n_fft // 2 + 1, n_mels)."""
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_pts = np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax or sample_rate / 2), n_mels + 2)
     hz_pts = _mel_to_hz(mel_pts)
     diff = np.diff(hz_pts)
     slopes = hz_pts[None, :] - fft_freqs[:, None]  # (F, n_mels + 2)
@@ -47,6 +52,21 @@ def _hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic
 
 
+def _power_spectrum(x: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """Centred STFT power, one row per hop: (1 + len(x) // hop, n_fft // 2 + 1)."""
+    x = np.pad(x, params.n_fft // 2, mode="reflect")
+    n_frames = 1 + (len(x) - params.n_fft) // params.hop_length
+    frames = np.lib.stride_tricks.sliding_window_view(x, params.n_fft)[:: params.hop_length][:n_frames]
+    return np.abs(np.fft.rfft(frames * _hann(params.n_fft), axis=-1)) ** 2
+
+
+def power_db_mel(samples: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """10 * log10 power mel (1 + len // hop, n_mels) of mono float samples at params.sample_rate."""
+    spec = _power_spectrum(np.asarray(samples, np.float64), params)  # (T, F)
+    mel = spec @ mel_filters(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
+    return (10.0 * np.log10(np.maximum(mel, 1e-10))).astype(np.float32)  # (T, n_mels)
+
+
 def log_mel(samples: np.ndarray, params: FeatureParams, n_samples: int | None = None) -> np.ndarray:
     """Log-mel features (n_mels, n_samples // hop) of mono float samples at params.sample_rate.
 
@@ -58,11 +78,7 @@ def log_mel(samples: np.ndarray, params: FeatureParams, n_samples: int | None = 
     x = np.zeros(n_samples, dtype=np.float64)
     m = min(len(samples), n_samples)
     x[:m] = samples[:m]
-    pad = params.n_fft // 2
-    x = np.pad(x, pad, mode="reflect")
-    n_frames = 1 + (len(x) - params.n_fft) // params.hop_length
-    frames = np.lib.stride_tricks.sliding_window_view(x, params.n_fft)[:: params.hop_length][:n_frames]
-    spec = np.abs(np.fft.rfft(frames * _hann(params.n_fft), axis=-1)) ** 2  # (T + 1, F)
+    spec = _power_spectrum(x, params)  # (T + 1, F)
     mel = spec[:-1] @ mel_filters(params.sample_rate, params.n_fft, params.n_mels)  # (T, n_mels)
     logspec = np.log10(np.maximum(mel, 1e-10))
     logspec = np.maximum(logspec, logspec.max() - 8.0)

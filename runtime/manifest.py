@@ -43,6 +43,9 @@ class FeatureParams:
     n_mels: int = 80  # mel bins
     chunk_seconds: int = 30  # the model's training window
     frames_per_position: int = 2  # encoder stride: mel frames per encoder position
+    kind: str = "whisper"  # "whisper": normalised log10 mel (n_mels, T) | "power-db": 10*log10 mel (T, n_mels)
+    fmin: float = 0.0  # lowest filter edge, Hz
+    fmax: float = 0.0  # highest filter edge, Hz (0: Nyquist)
 
 
 @dataclass(frozen=True)
@@ -95,14 +98,18 @@ class AlmAudio:
     max_frames: int  # longest input the encoder takes, in mel frames (its position table)
     min_seconds: float = 1.0  # shorter clips are padded with silence to this
     adapter_trained: bool = True  # False: a random adapter; answers ignore the audio
+    segment_seconds: float = 0.0  # > 0: every clip is repeated (shorter) or cut (longer) to exactly this
 
 
 @dataclass(frozen=True)
 class AlmPrompt:
-    templates: dict[str, str]  # clip count -> first turn, with {audio1}.. slots and {question}
-    continue_template: str  # a later turn; it closes the previous answer first
+    templates: dict[str, str]  # clip count -> first turn: text, {audio1}.. slots, {question}, {id:N} (token N)
+    continue_template: str  # a later turn; it closes the previous answer first ("": one question per chat)
     stop_tokens: list[int]  # generation ends at any of these (not fed back)
     stop_strings: list[str] = field(default_factory=list)  # ... or when the text ends with one
+    question_tokens: int = 0  # > 0: the question is tokenized alone (with the tokenizer's special
+    #   tokens), cut and padded with pad_token to exactly this many tokens
+    pad_token: int = -1  # id that pads the question (question_tokens > 0)
 
 
 @dataclass(frozen=True)
