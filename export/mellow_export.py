@@ -107,7 +107,9 @@ def load_lm(lm_state: dict[str, torch.Tensor], config_dir: Path) -> torch.nn.Mod
     missing, unexpected = lm.load_state_dict(lm_state, strict=False)
     missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
     if missing or unexpected:
-        raise ValueError(f"the checkpoint's LM does not fit {config_dir}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ValueError(
+            f"the checkpoint's LM does not fit {config_dir}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     return lm.eval()
 
 
@@ -131,7 +133,9 @@ def mellow_parts(checkpoint: Path, lm_dir: Path | None, cache_dir: Path, pad_que
     enc_state = part(state, "audio_encoder.base.")
     n_mels = enc_state["htsat.bn0.weight"].shape[0]
     if n_mels != MELLOW_FEATURES.n_mels:
-        raise ValueError(f"{checkpoint}: HTSAT takes {n_mels} mel bins; Mellow's front end gives {MELLOW_FEATURES.n_mels}")
+        raise ValueError(
+            f"{checkpoint}: HTSAT takes {n_mels} mel bins; Mellow's front end gives {MELLOW_FEATURES.n_mels}"
+        )
     frames = SEGMENT_SECONDS * MELLOW_FEATURES.sample_rate // MELLOW_FEATURES.hop_length + 1
     encoder = htsat_from_state(enc_state, n_mels, frames, HTSAT_IMAGE)
     proj = part(state, "audio_encoder.projection.")

@@ -166,7 +166,9 @@ def main() -> None:
     for a, b, p in R.EXAMPLES:
         decoded.clear()
         steps.clear()
-        texts.append(wrapper.generate([[names[a], names[b], R.PROMPTS[p]]], R.MAX_TOKENS, top_p=0.8, temperature=1.0)[0])
+        texts.append(
+            wrapper.generate([[names[a], names[b], R.PROMPTS[p]]], R.MAX_TOKENS, top_p=0.8, temperature=1.0)[0]
+        )
         stop = wrapper.tokenizer.convert_tokens_to_ids("<|endoftext|>")
         seq = decoded[0]
         tokens.append(seq[: seq.index(stop)] if stop in seq else seq)

@@ -14,11 +14,12 @@ import mellow_rules as R
 import numpy as np
 import pytest
 import soundfile as sf
-from edge_alm.cli import main as cli
 from edge_alm.export.mellow_export import MELLOW_FEATURES
-from edge_alm.model import EdgeALM
 from edge_alm.runtime.alm import ClipCutWarning, PromptError
 from edge_alm.runtime.features import power_db_mel
+
+from edge_alm.cli import main as cli
+from edge_alm.model import EdgeALM
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = np.load(R.FIXTURE)
