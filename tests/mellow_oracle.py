@@ -70,29 +70,13 @@ def lm_directory(tmp: Path) -> Path:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reference", type=Path, required=True, help="the reference directory (holds mellow/)")
-    ap.add_argument("--out", type=Path, default=R.FIXTURE)
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    import transformers  # before the stubs: it probes which packages are installed
-    from transformers import AutoConfig, LlamaForCausalLM  # noqa: F401
-
-    stub_modules()
-    sys.path.insert(0, str(args.reference.resolve()))
-
-    def from_config(name, *a, **kw):  # the reference asks a hub; build the LM from the config instead
-        return transformers.AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name))
-
-    transformers.AutoModelForCausalLM.from_pretrained = from_config
-    from mellow.model.decoder import downsample
+def write_reference_checkpoint(reference: Path, lm_dir: Path, path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    """The reference model's full state dict, every tensor a checkpoint must carry filled by the
+    rule; returns those tensors' names and shapes."""
     from mellow.model.mellow import Mellow
     from mellow.wrapper import MellowWrapper
 
-    tmp = Path(tempfile.mkdtemp())
-    lm_dir = lm_directory(tmp)
-    cfg = MellowWrapper.read_config_as_args(None, args.reference / "mellow" / "config" / "v0.yaml")
+    cfg = MellowWrapper.read_config_as_args(None, reference / "mellow" / "config" / "v0.yaml")
     model = Mellow(
         audioenc_name=cfg.model["encoder"]["audioenc_name"],
         d_in=cfg.model["encoder"]["out_emb"],
@@ -108,19 +92,48 @@ def main() -> None:
     rule = R.rule_state_dict(spec)
     rule["caption_decoder.lm.lm_head.weight"] = rule["caption_decoder.lm.model.embed_tokens.weight"]  # tied
     ckpt = {"module." + k: (torch.from_numpy(rule[k]) if k in rule else v.clone()) for k, v in full.items()}
-    ckpt_path = tmp / "v0.ckpt"
-    torch.save(ckpt, str(ckpt_path))
+    del model, full
+    torch.save(ckpt, str(path))
     print(f"checkpoint: {len(spec)} rule-filled tensors, {sum(np.prod(s) for _, s in spec) / 1e6:.1f}M values")
+    return spec
 
-    # the wrapper as users run it, minus the hub download
+
+def reference_wrapper(reference: Path, threads: int = 2, saved: Path | None = None):
+    """The reference's MellowWrapper on the rule-filled full-size checkpoint, as users run it
+    minus the hub download. Returns (wrapper, the checkpoint's rule-filled names and shapes).
+    saved: keep the full checkpoint there, and load it from there when it exists (so a
+    benchmark's process holds only the model the wrapper loads)."""
+    torch.set_num_threads(threads)
+    import transformers  # before the stubs: it probes which packages are installed
+    from transformers import AutoConfig, LlamaForCausalLM  # noqa: F401
+
+    stub_modules()
+    sys.path.insert(0, str(reference.resolve()))
+
+    def from_config(name, *a, **kw):  # the reference asks a hub; build the LM from the config instead
+        return transformers.AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name))
+
+    transformers.AutoModelForCausalLM.from_pretrained = from_config
+    from mellow.wrapper import MellowWrapper
+
+    tmp = Path(tempfile.mkdtemp())
+    lm_dir = lm_directory(tmp)
+    ckpt_path = saved or tmp / "v0.ckpt"
+    spec_path = ckpt_path.with_suffix(".spec.json")
+    if not (ckpt_path.is_file() and spec_path.is_file()):
+        spec = write_reference_checkpoint(reference, lm_dir, ckpt_path)
+        spec_path.write_text(json.dumps(spec))
+    spec = [(k, tuple(v)) for k, v in json.loads(spec_path.read_text())]
     wrapper = MellowWrapper.__new__(MellowWrapper)
     yaml_path = tmp / "v0.yaml"
-    text = (args.reference / "mellow" / "config" / "v0.yaml").read_text()
+    text = (reference / "mellow" / "config" / "v0.yaml").read_text()
     yaml_path.write_text(text.replace('"HuggingFaceTB/SmolLM2-135M"', json.dumps(str(lm_dir))))
     wrapper.model_path, wrapper.config_path = str(ckpt_path), str(yaml_path)
     wrapper.use_cuda, wrapper.device = False, "cpu"
     wrapper.model, wrapper.tokenizer, wrapper.args = wrapper.get_model_and_tokenizer(config_path=str(yaml_path))
     wrapper.model.eval()
+    if saved is None:
+        ckpt_path.unlink()
     # the reference passes pad_to_max_length=True, which transformers 4.x before 4.4x read as
     # padding="max_length" and 4.57 refuses: translate it, nothing else
     encode_plus = wrapper.tokenizer.encode_plus
@@ -132,7 +145,18 @@ def main() -> None:
 
     wrapper.tokenizer.encode_plus = old_encode_plus
     random.randrange = lambda n: 0  # the reference cuts long clips at a random start; we keep the start
+    return wrapper, spec
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference", type=Path, required=True, help="the reference directory (holds mellow/)")
+    ap.add_argument("--out", type=Path, default=R.FIXTURE)
+    args = ap.parse_args()
+    wrapper, spec = reference_wrapper(args.reference)
+    from mellow.model.decoder import downsample
+
+    cfg = wrapper.args
     out: dict[str, np.ndarray] = {"spec": np.array(json.dumps(spec))}
     htsat = wrapper.model.audio_encoder.base.htsat
     with torch.no_grad():
@@ -181,9 +205,9 @@ def main() -> None:
     out["texts"] = np.array(json.dumps(texts))
     out["prompt_ids"] = np.array(prompt_ids, np.int64)
     out["top_ids"], out["top_values"] = np.stack(top_ids), np.stack(top_values)  # (examples, steps, 20)
-    import torchlibrosa
+    from importlib.metadata import version
 
-    meta = {"torch": torch.__version__, "transformers": transformers.__version__, "torchlibrosa": torchlibrosa.__name__}
+    meta = {k: version(k) for k in ("torch", "transformers", "torchlibrosa")}
     out["meta"] = np.array(json.dumps(meta))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **out)
