@@ -113,6 +113,15 @@ def run_edge(bundle: Path, n: int, pad: bool) -> tuple[float, float, list[int]]:
     return t["first_token_ms"], t["ms_per_token"], answer.tokens
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM: unlike ru_maxrss, Linux does not carry it over
+    from the parent that started us)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(config: str, n: int, reference: Path, work: Path) -> dict:
     saved = work / "reference-full.ckpt"
     if config == "prepare":  # the reference's full checkpoint, written once outside the timed processes
@@ -125,7 +134,7 @@ def child(config: str, n: int, reference: Path, work: Path) -> dict:
     else:
         bundle = work / ("edge-int8" if config == "edge-int8-nopad" else config)
         ttft, per, tokens = run_edge(bundle, n, pad=config != "edge-int8-nopad")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mb()
     return {"config": config, "tokens": n, "ttft_ms": ttft, "ms_per_token": per, "peak_rss_mb": rss, "ids": tokens}
 
 

@@ -17,11 +17,13 @@ import soundfile as sf
 from edge_alm.export.mellow_export import MELLOW_FEATURES
 from edge_alm.runtime.alm import ClipCutWarning, PromptError
 from edge_alm.runtime.features import power_db_mel
+from mellow_oracle import lm_directory
 
 from edge_alm.cli import main as cli
 from edge_alm.model import EdgeALM
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore::edge_alm.runtime.alm.ClipCutWarning")  # clip 2 is 12 s
 FIX = np.load(R.FIXTURE)
 SPEC = json.loads(str(FIX["spec"]))
 EXPECTED = json.loads(str(FIX["tokens"]))
@@ -49,6 +51,8 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
     for q in ("fp32", "int8"):
         out[q] = d / q
         argv = ["export", "mellow", "--checkpoint", str(ckpt), "--quantize", q, "--out", str(out[q])]
+        if q == "int8":  # the other way in: a SmolLM2-135M directory, as the reference reads it
+            argv += ["--lm-dir", str(lm_directory(d))]
         assert cli([*argv, "--cache", str(ROOT / ".cache")]) == 0
     return out
 
@@ -119,6 +123,8 @@ def first_logits(model: EdgeALM, e: int) -> np.ndarray:
 
 def test_int8_keeps_first_tokens_or_logits(bundles, fp32):
     int8 = EdgeALM.load(bundles["int8"], threads=2)
+    for k, prompt in enumerate(R.PROMPTS):  # built with --lm-dir: the same question ids
+        assert int8.alm.prompt_parts(prompt, 2, True)[4] == FIX["prompt_ids"][k].tolist()
     for e, (a, b, p) in enumerate(R.EXAMPLES):
         clips = [(clip(a), R.SR), (clip(b), R.SR)]
         first = int8.ask(R.PROMPTS[p], clips, max_new_tokens=4).tokens
