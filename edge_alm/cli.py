@@ -20,7 +20,13 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
     model = EdgeALM.load(args.model, threads=args.threads, block_size=args.block_size)
     language = None if args.language == "auto" else args.language
-    opts = {"beam_size": args.beam, "window": args.window, "language": language, "task": args.task}
+    opts = {
+        "beam_size": args.beam,
+        "window": args.window,
+        "long_form": args.long_form,
+        "language": language,
+        "task": args.task,
+    }
     failed = 0
     for file in args.audio:
         try:
@@ -206,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     t.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = all cores)")
     t.add_argument("--window", choices=("auto", "30s"), default="auto", help="encoder window")
+    t.add_argument(
+        "--long-form", choices=("seek", "vad"), default="seek", help="audio over 30 s: seek windows or VAD-cut windows"
+    )
     t.add_argument("--language", default="en", help="language code, or 'auto' to detect it")
     t.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
     t.add_argument("--timings", action="store_true", help="print timings to stderr")
