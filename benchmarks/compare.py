@@ -1,5 +1,5 @@
-"""Side-by-side benchmark: edge-alm against faster-whisper, optimum and transformers on the
-same weights, the same clips and the same threads.
+"""Side-by-side benchmark: edge-alm against faster-whisper, whisper.cpp, optimum and
+transformers on the same weights, the same clips and the same threads.
 
 Each engine runs in its own worker process. Runs are interleaved (clip by clip, engine by
 engine) and repeated; per clip the minimum and median wall times are kept. Every ratio is
@@ -42,6 +42,9 @@ def engine_specs(threads: int) -> dict[str, dict]:
         for beam in (1, 5):
             name = f"faster-whisper {prec.replace('float32', 'fp32')} {'greedy' if beam == 1 else 'beam5'}"
             specs[name] = {"kind": "faster-whisper", "model": ct2, "precision": prec, "beam": beam}
+    for beam in (1, 5):
+        name = f"whisper.cpp fp16 {'greedy' if beam == 1 else 'beam5'}"
+        specs[name] = {"kind": "whisper.cpp", "model": str(CACHE / "ggml-whisper-base-f16.bin"), "beam": beam}
     specs["optimum-ort fp32 greedy"] = {"kind": "optimum", "model": str(CACHE / "optimum-whisper-base"), "hf": hf}
     specs["transformers fp32 greedy"] = {"kind": "transformers", "hf": hf}
     for s in specs.values():
@@ -61,6 +64,11 @@ def prepare(specs: dict[str, dict]) -> None:
             subprocess.run(
                 [sys.executable, "-m", "edge_alm.cli", "export", "whisper", "--out", bundle, *flags], check=True
             )
+    ggml = CACHE / "ggml-whisper-base-f16.bin"
+    if str(ggml) in need and not ggml.is_file():
+        from edge_alm.export.ggml_whisper import write_ggml
+
+        write_ggml(CACHE / "whisper-base-hf", ggml)
     opt = CACHE / "optimum-whisper-base"
     if str(opt) in need and not (opt / "encoder_model.onnx").is_file():
         from optimum.onnxruntime import ORTModelForSpeechSeq2Seq

@@ -57,6 +57,25 @@ class FasterWhisperEngine:
         return {"text": "".join(s.text for s in segs).strip(), "tokens": sum(len(s.tokens) for s in segs)}
 
 
+class WhisperCppEngine:
+    """whisper.cpp through PyPI pywhispercpp, on whisper-base converted by export/ggml_whisper.py."""
+
+    def __init__(self, spec: dict) -> None:
+        from pywhispercpp.model import Model
+
+        params = {"print_progress": False, "print_realtime": False, "language": "en"}
+        if spec.get("beam", 1) > 1:
+            params |= {"params_sampling_strategy": 1, "beam_search": {"beam_size": spec["beam"], "patience": -1.0}}
+        self.model = Model(spec["model"], n_threads=spec["threads"], redirect_whispercpp_logs_to=None, **params)
+        self.size_mb = dir_size_mb([Path(spec["model"])])
+
+    def transcribe(self, path: str) -> dict:
+        from edge_alm.audio import load_audio
+
+        segs = self.model.transcribe(load_audio(path))
+        return {"text": "".join(s.text for s in segs).strip()}
+
+
 class _HFBase:
     """Shared by the transformers and optimum engines: 30 s features, Whisper generate."""
 
@@ -121,6 +140,7 @@ ENGINES = {
     "faster-whisper": FasterWhisperEngine,
     "transformers": TransformersEngine,
     "optimum": OptimumEngine,
+    "whisper.cpp": WhisperCppEngine,
 }
 
 
