@@ -42,9 +42,10 @@ def engine_specs(threads: int) -> dict[str, dict]:
         for beam in (1, 5):
             name = f"faster-whisper {prec.replace('float32', 'fp32')} {'greedy' if beam == 1 else 'beam5'}"
             specs[name] = {"kind": "faster-whisper", "model": ct2, "precision": prec, "beam": beam}
-    for beam in (1, 5):
-        name = f"whisper.cpp fp16 {'greedy' if beam == 1 else 'beam5'}"
-        specs[name] = {"kind": "whisper.cpp", "model": str(CACHE / "ggml-whisper-base-f16.bin"), "beam": beam}
+    for prec in ("f16", "q8_0"):
+        for beam in (1, 5):
+            name = f"whisper.cpp {prec} {'greedy' if beam == 1 else 'beam5'}"
+            specs[name] = {"kind": "whisper.cpp", "model": str(CACHE / f"ggml-whisper-base-{prec}.bin"), "beam": beam}
     specs["optimum-ort fp32 greedy"] = {"kind": "optimum", "model": str(CACHE / "optimum-whisper-base"), "hf": hf}
     specs["transformers fp32 greedy"] = {"kind": "transformers", "hf": hf}
     for s in specs.values():
@@ -64,11 +65,12 @@ def prepare(specs: dict[str, dict]) -> None:
             subprocess.run(
                 [sys.executable, "-m", "edge_alm.cli", "export", "whisper", "--out", bundle, *flags], check=True
             )
-    ggml = CACHE / "ggml-whisper-base-f16.bin"
-    if str(ggml) in need and not ggml.is_file():
-        from edge_alm.export.ggml_whisper import write_ggml
+    for prec in ("f16", "q8_0"):
+        ggml = CACHE / f"ggml-whisper-base-{prec}.bin"
+        if str(ggml) in need and not ggml.is_file():
+            from edge_alm.export.ggml_whisper import write_ggml
 
-        write_ggml(CACHE / "whisper-base-hf", ggml)
+            write_ggml(CACHE / "whisper-base-hf", ggml, prec)
     opt = CACHE / "optimum-whisper-base"
     if str(opt) in need and not (opt / "encoder_model.onnx").is_file():
         from optimum.onnxruntime import ORTModelForSpeechSeq2Seq

@@ -4,8 +4,9 @@ The layout whisper.cpp reads (facts from its models/convert-h5-to-ggml.py): int3
 "ggml", eleven int32 hyper-parameters and the float type, the mel filterbank (n_mels x
 n_fft/2+1, float32), the byte-level BPE vocabulary in id order without <|endoftext|> (the
 special tokens follow from n_vocab), then every tensor as (n_dims, name length, type), its dims
-innermost first, its name and its data: float16 for matrices, float32 for vectors, the
-convolution biases (reshaped to (n, 1)) and the positional embeddings.
+innermost first, its name and its data: float16 (or q8_0 blocks) for matrices, float16 for the
+convolutions, float32 for vectors, the convolution biases (reshaped to (n, 1)) and the
+positional embeddings (tensor types as src/whisper.cpp creates them).
 """
 
 from __future__ import annotations
@@ -64,8 +65,23 @@ def byte_decoder() -> dict[str, int]:
     return {c: b for b, c in chars.items()}
 
 
-def write_ggml(hf_dir: Path, out: Path) -> Path:
-    """Write `out` (float16 matrices) from a Hugging Face Whisper directory."""
+QK8_0 = 32  # values per q8_0 block: one float16 scale, then 32 int8
+FTYPES = {"f16": (1, 1), "q8_0": (7 + 2 * 1000, 8)}  # header ftype (+ quantization version 2 x 1000), matrix type
+
+
+def q8_0(x: np.ndarray) -> np.ndarray:
+    """ggml's q8_0 along the innermost axis: per 32 values d = max|x| / 127 and round(x / d)."""
+    blocks = x.astype(np.float32).reshape(-1, QK8_0)
+    d = np.abs(blocks).max(axis=1) / 127
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
+    out = np.empty(len(blocks), dtype=[("d", "<f2"), ("qs", "i1", QK8_0)])
+    out["d"], out["qs"] = d, np.round(blocks * inv[:, None])
+    return out
+
+
+def write_ggml(hf_dir: Path, out: Path, ftype: str = "f16") -> Path:
+    """Write `out` from a Hugging Face Whisper directory; ftype: f16 | q8_0 (the matrices;
+    convolutions stay float16, vectors and positional embeddings float32)."""
     from edge_alm.runtime.features import mel_filters
     from safetensors.numpy import load_file
 
@@ -90,7 +106,7 @@ def write_ggml(hf_dir: Path, out: Path) -> Path:
             cfg["decoder_attention_heads"],
             cfg["decoder_layers"],
             n_mels,
-            1,  # float16
+            FTYPES[ftype][0],
         ]
         f.write(struct.pack(f"{len(hparams)}i", *hparams))
         f.write(struct.pack("ii", *filters.shape))
@@ -107,10 +123,12 @@ def write_ggml(hf_dir: Path, out: Path) -> Path:
             if name in ("encoder.conv1.bias", "encoder.conv2.bias"):
                 data = data.reshape(-1, 1)
             f32 = data.ndim < 2 or name in F32_NAMES
-            data = data.astype(np.float32 if f32 else np.float16)
+            kind = 0 if f32 else FTYPES[ftype][1] if data.ndim == 2 else 1
+            shape = data.shape
+            data = q8_0(data) if kind == 8 else data.astype(np.float32 if f32 else np.float16)
             key = name.encode()
-            f.write(struct.pack("iii", data.ndim, len(key), 0 if f32 else 1))
-            f.write(struct.pack(f"{data.ndim}i", *reversed(data.shape)))
+            f.write(struct.pack("iii", len(shape), len(key), kind))
+            f.write(struct.pack(f"{len(shape)}i", *reversed(shape)))
             f.write(key)
             f.write(np.ascontiguousarray(data).tobytes())
     return out
