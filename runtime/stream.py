@@ -22,15 +22,15 @@ from edge_alm.runtime.endpointer import Boundary, Endpointer
 from edge_alm.runtime.errors import AudioError
 from edge_alm.runtime.pcm import check_rate, to_mono_float
 from edge_alm.runtime.transcribe import TranscribeOptions, Transcriber
-from edge_alm.runtime.vad import CHUNK
+from edge_alm.runtime.vad import CHUNK, MIN_SPEECH_S, SPEECH_THRESHOLD
 
 
 @dataclass(frozen=True)
 class StreamOptions:
-    vad_threshold: float = 0.5  # chunk speech probability that counts as speech
+    vad_threshold: float = SPEECH_THRESHOLD  # chunk speech probability that counts as speech (finals use it too)
     min_silence_s: float = 0.7  # silence that closes an utterance whose text does not end a sentence
     speech_pad_s: float = 0.2  # audio kept before the first and after the last speech chunk
-    min_speech_s: float = 0.25  # utterances with less speech than this are dropped (clicks)
+    min_speech_s: float = MIN_SPEECH_S  # utterances with less speech than this are dropped (clicks)
     partial_interval_s: float = 0.5  # re-decode the open utterance this often (0 = no partials)
     first_partial_s: float = 1.0  # no partial before this much audio (Whisper guesses on tiny clips)
     max_utterance_s: float = 25.0  # cut longer utterances at their quietest chunk
@@ -102,7 +102,8 @@ class Stream:
         self.tr = transcriber
         self.vad = stepper  # stateful chunk -> speech probability
         self.opts = options
-        self.topts = transcribe_options
+        # one speech gate: the transcriber judges an utterance by the stream's own threshold
+        self.topts = replace(transcribe_options, vad_threshold=options.vad_threshold, min_speech_s=options.min_speech_s)
         self.sr = transcriber.params.sample_rate
         self.stats = StreamStats()
         self._events: deque = deque()

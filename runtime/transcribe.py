@@ -21,7 +21,7 @@ from edge_alm.runtime.decoding import DecodeResult
 from edge_alm.runtime.features import log_mel
 from edge_alm.runtime.seq2seq import DecodeOptions, Seq2SeqModel
 from edge_alm.runtime.tokenizer import TextTokenizer
-from edge_alm.runtime.vad import EnergyVAD, SileroVAD
+from edge_alm.runtime.vad import MIN_SPEECH_S, SPEECH_THRESHOLD, EnergyVAD, SileroVAD
 
 TIME_PER_TIMESTAMP = 0.02  # seconds per timestamp token step
 
@@ -40,8 +40,8 @@ class TranscribeOptions:
     logprob_threshold: float = -1.0  # mean log-prob below this = unsure: retry hotter
     no_speech_threshold: float = 0.6  # P(no speech) above this (and unsure) = silence
     silence_db: float = -80.0  # windows whose loudest 20 ms stays below this dBFS are skipped (digital silence)
-    vad_threshold: float = 0.5  # VAD probability above which a 32 ms chunk counts as speech
-    min_speech_s: float = 0.2  # windows with less VAD speech than this are skipped (beeps, noise)
+    vad_threshold: float = SPEECH_THRESHOLD  # VAD probability above which a 32 ms chunk counts as speech
+    min_speech_s: float = MIN_SPEECH_S  # windows with less VAD speech than this are skipped (beeps, noise)
     tokens_per_second: float = 7.0  # token budget: this many per second of audio ...
     token_budget_base: int = 24  # ... plus this many
     block_size: int | None = None  # blockdecoder bundles: tokens per block, K (None: the bundle's own)

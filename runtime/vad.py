@@ -11,6 +11,10 @@ from edge_alm.runtime.session import GraphSession
 
 CHUNK = 512  # samples per VAD step at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous chunk the graph also sees
+# The speech gate, one definition for offline transcription and streaming (TranscribeOptions
+# and StreamOptions default to these; a stream hands its own values to the transcriber)
+SPEECH_THRESHOLD = 0.5  # a 32 ms chunk whose speech probability is above this is speech
+MIN_SPEECH_S = 0.25  # less speech than this (a window, an utterance) is not decoded: clicks, beeps
 
 
 class SileroVAD:

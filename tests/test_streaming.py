@@ -145,3 +145,15 @@ def test_bad_chunk_kinds_are_counted_and_after_finish_a_stream_goes_on(default_m
     stream.finish()
     later = finals(list(stream.events()))
     assert first and later and later[0].start >= first[-1].end
+
+
+def test_speech_gate_is_defined_once(default_model):
+    """vad_threshold / min_speech_s: one default for offline and streaming, and a stream's own
+    values are the ones its finals are judged by."""
+    from edge_alm.runtime.stream import StreamOptions
+    from edge_alm.runtime.transcribe import TranscribeOptions
+
+    assert StreamOptions().vad_threshold == TranscribeOptions().vad_threshold
+    assert StreamOptions().min_speech_s == TranscribeOptions().min_speech_s
+    stream = default_model.stream(StreamOptions(vad_threshold=0.3, min_speech_s=0.4))
+    assert (stream.topts.vad_threshold, stream.topts.min_speech_s) == (0.3, 0.4)
