@@ -21,7 +21,7 @@ from edge_alm.runtime.features import log_mel, power_db_mel
 from edge_alm.runtime.kv_cache import KVBuffers
 from edge_alm.runtime.manifest import AlmAudio, AlmConfig, FeatureParams, Manifest
 from edge_alm.runtime.sampling import SamplingOptions
-from edge_alm.runtime.session import GraphSession, SessionConfig
+from edge_alm.runtime.session import GraphSession, SessionConfig, encoder_config
 from tokenizers import Tokenizer
 
 SLOT = re.compile(r"\{audio(\d+)\}|\{id:(\d+)\}|(\{question\})")
@@ -149,13 +149,14 @@ class AlmModel:
         self.manifest = manifest
         self.config: AlmConfig = manifest.config
         g = manifest.graphs
-        self.audio_encoder = GraphSession(manifest.graph_path("audio_encoder"), g["audio_encoder"].sha256, config)
+        self.audio_encoder = GraphSession(
+            manifest.graph_path("audio_encoder"), g["audio_encoder"].sha256, encoder_config(config)
+        )
         self.adapter = GraphSession(manifest.graph_path("adapter"), g["adapter"].sha256, config)
         self.embed_graph = GraphSession(manifest.graph_path("embed"), g["embed"].sha256, config)
         # the decode step is ~1,000 small kernels: with 2+ threads, waking them for each costs
         # more than it gains (SmolLM2 int4, 2 threads: 5.9 ms/token sleeping, 4.4 ms spinning)
-        # the LM's per-step buffers are small and many: the arena saves ~5 % per token here
-        lm_config = replace(config, spinning=config.threads != 1, memory_arena=True)
+        lm_config = replace(config, spinning=config.threads != 1)
         self.lm = GraphSession(manifest.graph_path("lm"), g["lm"].sha256, lm_config)
         self.tokenizer = Tokenizer.from_file(str(manifest.path / manifest.tokenizer))
         self.params = manifest.features

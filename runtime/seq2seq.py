@@ -15,7 +15,7 @@ from edge_alm.runtime.kv_cache import KVCache
 from edge_alm.runtime.logit_filters import apply_begin_suppress, apply_suppress, apply_timestamp_rules, suppress_ids
 from edge_alm.runtime.manifest import Manifest, SpecialTokens
 from edge_alm.runtime.sampling import LogitFilter, SamplingOptions, log_softmax
-from edge_alm.runtime.session import GraphSession, SessionConfig
+from edge_alm.runtime.session import GraphSession, SessionConfig, encoder_config
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,9 @@ class Seq2SeqModel:
 
     def __init__(self, manifest: Manifest, config: SessionConfig) -> None:
         self.manifest = manifest
-        self.encoder = GraphSession(manifest.graph_path("encoder"), manifest.graphs["encoder"].sha256, config)
+        self.encoder = GraphSession(
+            manifest.graph_path("encoder"), manifest.graphs["encoder"].sha256, encoder_config(config)
+        )
         self.decoder = GraphSession(manifest.graph_path("decoder"), manifest.graphs["decoder"].sha256, config)
         self.special = manifest.tokens
         self._suppress = suppress_ids(manifest.tokens)
