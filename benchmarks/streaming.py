@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import subprocess
 import tempfile
 import time
@@ -111,12 +112,27 @@ def summarise(events: list[dict], texts: list[str], spans, seconds: float, cpu: 
     }
 
 
+# each configuration spells out every option that changed along the way, so a later default
+# does not change what an earlier row measured
+OLD = {"early_silence_s": 0.2}  # before the earlier speculative decode: first chance at the 0.2 s pad
 CONFIGS = {
-    "before: fixed 0.4 s silence": StreamOptions(early_end=False, partial_min_window_s=10.0),
-    "early end at the pad when the text ends a sentence": StreamOptions(early_end=True, partial_min_window_s=10.0),
-    "+ partials on a 4 s minimum window": StreamOptions(early_end=True, partial_min_window_s=4.0),
+    "before: fixed 0.4 s silence": StreamOptions(
+        early_end=False, partial_min_window_s=10.0, min_silence_s=0.4, min_speech_s=0.25, **OLD
+    ),
+    "early end at the pad when the text ends a sentence": StreamOptions(
+        early_end=True, partial_min_window_s=10.0, min_silence_s=0.4, min_speech_s=0.25, **OLD
+    ),
+    "+ partials on a 4 s minimum window": StreamOptions(
+        early_end=True, partial_min_window_s=4.0, min_silence_s=0.4, min_speech_s=0.25, **OLD
+    ),
     "+ 0.7 s silence when the text does not end a sentence": StreamOptions(
-        early_end=True, partial_min_window_s=4.0, min_silence_s=0.7
+        early_end=True, partial_min_window_s=4.0, min_silence_s=0.7, min_speech_s=0.25, **OLD
+    ),
+    "+ speculative final after 0.1 s of silence": StreamOptions(
+        early_end=True, partial_min_window_s=4.0, min_silence_s=0.7, min_speech_s=0.25, early_silence_s=0.1
+    ),
+    "+ speculative final after 0.064 s of silence": StreamOptions(
+        early_end=True, partial_min_window_s=4.0, min_silence_s=0.7, min_speech_s=0.25, early_silence_s=0.064
     ),
 }
 
@@ -126,6 +142,7 @@ def main() -> None:
     p.add_argument("--model", default="models/whisper-base-int8")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="write the results as JSON here")
+    p.add_argument("--configs", default=".", help="regex over configuration names (default: all)")
     args = p.parse_args()
     audio, texts, spans = recording()
     model = EdgeALM.load(args.model, threads=args.threads)
@@ -134,6 +151,8 @@ def main() -> None:
         wav = Path(tmp) / "turns.wav"
         sf.write(wav, audio, 16000)
         for name, opts in CONFIGS.items():
+            if not re.search(args.configs, name):
+                continue
             events, cpu, _ = play(model, wav, replace(opts))
             results[name] = summarise(events, texts, spans, len(audio) / 16000, cpu)
             print(name, json.dumps(results[name]), flush=True)

@@ -3,10 +3,10 @@ no model), so tests drive it with synthetic probability sequences in millisecond
 
 Chunks are counted from the start of the stream. An utterance opens on a speech chunk (keeping
 `pad` chunks before it, never reaching back into the previous utterance), and closes after
-`min_silence` non-speech chunks, keeping `pad` chunks after its last speech. When the `pad`
-chunks after the last speech have arrived, the audio a final would hold is complete: the
-`pad` boundary tells the decode policy so, and the policy may end the turn right there
-(`close_now`) instead of waiting for the rest of the silence. Utterances reaching `max_len`
+`min_silence` non-speech chunks, keeping `pad` chunks after its last speech. After `early`
+silent chunks, and again after `pad`, a `pad` boundary tells the decode policy that the audio
+a final would hold is there (up to now): the policy may decode it and end the turn right
+there (`close_now`) instead of waiting for the rest of the silence. Utterances reaching `max_len`
 chunks are cut at their quietest chunk in the last third and go on.
 """
 
@@ -25,10 +25,13 @@ class Boundary:
 
 
 class Endpointer:
-    def __init__(self, threshold: float, min_silence: int, pad: int, min_speech: int, max_len: int) -> None:
+    def __init__(
+        self, threshold: float, min_silence: int, pad: int, min_speech: int, max_len: int, early: int | None = None
+    ) -> None:
         if min_silence < 1 or pad < 0 or max_len < 3:
             raise ValueError("min_silence must be >= 1 chunk, pad >= 0, max_len >= 3")
         self.threshold, self.min_silence, self.pad = threshold, min_silence, pad
+        self.early = pad if early is None else min(early, pad)  # first chance to end the turn
         self.min_speech, self.max_len = min_speech, max_len
         self.n = 0  # chunks seen
         self.floor = 0  # an utterance never starts before this (the end of the previous one)
@@ -59,7 +62,7 @@ class Endpointer:
             return [self._close(self.last_speech + 1 + self.pad)]
         if self.n - self.start >= self.max_len:
             return self._cut()
-        if self.silence == self.pad and self.speech >= self.min_speech:
+        if self.silence in (self.early, self.pad) and self.speech >= self.min_speech:
             return [Boundary("pad", self.start, self.n)]
         return []
 
