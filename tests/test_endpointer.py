@@ -77,3 +77,18 @@ def test_bad_configuration():
 )
 def test_ends_sentence(text, done):
     assert ends_sentence(text) is done
+
+
+def test_an_earlier_first_chance_then_the_pad():
+    """early=1: a first pad boundary after one quiet chunk (the speculative final), again at the
+    pad; close_now at the first one ends the utterance there."""
+    ep, out = run([Q] * 5 + [S] * 5 + [Q] * 6, min_silence=5, pad=3, early=1)
+    assert out[1:] == [
+        (10, Boundary("pad", 2, 11)),
+        (12, Boundary("pad", 2, 13)),
+        (14, Boundary("close", 2, 13)),
+    ]
+    ep = Endpointer(threshold=0.5, min_silence=5, pad=3, min_speech=3, max_len=50, early=1)
+    for p in [S] * 5 + [Q]:
+        ep.push(p)
+    assert ep.close_now() == [Boundary("close", 0, 6)]  # last speech + the one quiet chunk heard
