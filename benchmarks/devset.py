@@ -100,17 +100,32 @@ def _mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return (out / max(1.0, np.abs(out).max())).astype(np.float32)
 
 
+KINDS = ("clean", "noisy", "quiet", "near9s", "long", "nospeech")
+
+
+def _fit(x: np.ndarray, seconds: float) -> np.ndarray:
+    """Pad with trailing silence to exactly `seconds` (the clip must be shorter)."""
+    return np.concatenate([x, np.zeros(max(0, int(seconds * 16000) - len(x)), np.float32)])
+
+
 def build(out: Path, n_clips: int = 40) -> list[dict]:
     """Write 16 kHz clips and `index.json` into `out` (once); return the index.
 
     Kinds: `clean` (n_clips TTS clips of 1-5 sentences), `noisy` (5 clean clips mixed with
-    pink noise at 10 and 0 dB SNR), `nospeech` (silence, noise, beeps; reference ""),
-    `long` (one clip over 60 s).
+    pink noise at 10 and 0 dB SNR), `quiet` (3 clean clips whose loudest sample is -45 dBFS),
+    `near9s` (4 clips of 8.3-8.9 s: two sentences and trailing silence, where the auto window
+    leaves about 1 s of padding), `nospeech` (silence, noise, beeps; reference ""), `long` (one
+    clip over 60 s, and one of about 100 s joined from voices at different levels with 0.5-4 s
+    pauses over a noise floor).
     """
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "index.json"
     if index_path.is_file():
-        return json.loads(index_path.read_text())
+        index = json.loads(index_path.read_text())
+        if {c["kind"] for c in index} >= set(KINDS):
+            return index
+        shutil.rmtree(out)  # an older dev set: rebuilt with every kind
+        out.mkdir(parents=True)
     voices = [("espeak-ng", v) for v in ESPEAK_VOICES]
     if shutil.which("flite"):
         voices += [("flite", v) for v in FLITE_VOICES]
@@ -142,6 +157,22 @@ def build(out: Path, n_clips: int = 40) -> list[dict]:
             "noisy",
             f"{src['source']} + pink noise {snr} dB",
         )
+    for j in range(3):
+        src = index[j * 4 + 2]
+        x, _ = sf.read(str(out / src["file"]), dtype="float32")
+        quiet = x / np.abs(x).max() * 10 ** (-45 / 20)
+        add(f"quiet{j}.wav", quiet, src["text"], "quiet", f"{src['source']} at -45 dBFS")
+    near = [("flite", "kal16"), ("flite", "slt"), ("espeak-ng", "en-us+f3"), ("flite", "awb")]
+    for j, (engine, voice) in enumerate(near):
+        if engine == "flite" and not shutil.which("flite"):
+            engine, voice = "espeak-ng", ESPEAK_VOICES[j % len(ESPEAK_VOICES)]
+        for k in (3, 2, 1):  # the most sentences that fit in 8.3-8.9 s
+            text = " ".join(SENTENCES[(7 * j + i) % len(SENTENCES)] for i in range(k))
+            synth(engine, voice, text, tmp / "t.wav")
+            x = _read16k(tmp / "t.wav")
+            if len(x) <= (8.3 + 0.2 * j) * 16000:
+                break
+        add(f"near9s{j}.wav", _fit(x, 8.3 + 0.2 * j), text, "near9s", f"{engine} {voice}, padded to 8.3-8.9 s")
     t = np.arange(16000 * 4) / 16000
     add("nospeech_silence.wav", np.zeros(16000 * 4, np.float32), "", "nospeech", "digital silence")
     add("nospeech_noise.wav", _pink_noise(16000 * 4, 9, tmp) * 0.3, "", "nospeech", "pink noise")
@@ -154,6 +185,17 @@ def build(out: Path, n_clips: int = 40) -> list[dict]:
         parts += [_read16k(tmp / "t.wav"), np.zeros(12000, np.float32)]
         texts.append(SENTENCES[j])
     add("long.wav", np.concatenate(parts), " ".join(texts), "long", "espeak-ng/flite sentences joined")
+    g = np.random.default_rng(5)
+    parts, texts = [], []
+    for j in range(24):
+        engine, voice = voices[(j * 5) % len(voices)]
+        synth(engine, voice, SENTENCES[(j + 17) % len(SENTENCES)], tmp / "t.wav")
+        level = 10 ** (g.uniform(-14, 0) / 20)
+        parts += [_read16k(tmp / "t.wav") * level, np.zeros(int(g.uniform(0.5, 4.0) * 16000), np.float32)]
+        texts.append(SENTENCES[(j + 17) % len(SENTENCES)])
+    x = np.concatenate(parts)
+    x = (x + 0.003 * g.standard_normal(len(x))).astype(np.float32)
+    add("long_joined.wav", x, " ".join(texts), "long", "24 sentences, 6 voices, -14..0 dB, 0.5-4 s pauses, noise floor")
     shutil.rmtree(tmp)
     index_path.write_text(json.dumps(index, indent=1))
     return index

@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = all cores)")
     t.add_argument("--window", choices=("auto", "30s"), default="auto", help="encoder window")
     t.add_argument(
-        "--long-form", choices=("seek", "vad"), default="seek", help="audio over 30 s: seek windows or VAD-cut windows"
+        "--long-form", choices=("vad", "seek"), default="vad", help="audio over 30 s: VAD-cut windows or seek windows"
     )
     t.add_argument("--language", default="en", help="language code, or 'auto' to detect it")
     t.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jiwer
 import numpy as np
 import pytest
 import soxr
@@ -60,35 +61,34 @@ def test_segment_starting_after_the_audio_is_dropped(default_model):
 
 @pytest.fixture(scope="module")
 def long_file(tmp_path_factory) -> tuple[np.ndarray, list[str]]:
-    """Twelve sentences in two voices at two speeds, joined with 0.6-1.6 s pauses (about 47 s)."""
+    """The test sentences twice (about 100 s): two voices, levels from -14 to 0 dB, 0.5-4 s
+    pauses, a -50 dBFS noise floor: the kind of file on which the seek path lost sentences."""
     d = tmp_path_factory.mktemp("long")
     g = np.random.default_rng(3)
-    parts = []
-    for i, s in enumerate(SENTENCES):
+    parts, sentences = [], SENTENCES * 2
+    for i, s in enumerate(sentences):
         x, sr = read_wav(espeak(s, d / f"{i}.wav", VOICES[i % 2], speed=130 + 20 * (i % 3)))
-        x = soxr.resample(x, sr, SR).astype(np.float32)
-        parts += [x, np.zeros(int(g.uniform(0.6, 1.6) * SR), np.float32)]
-    return np.concatenate(parts), SENTENCES
-
-
-def sentence_recall(text: str, sentence: str, norm) -> float:
-    got, want = norm(text).split(), norm(sentence).split()
-    return sum(w in got for w in want) / len(want)
+        x = soxr.resample(x, sr, SR).astype(np.float32) * 10 ** (g.uniform(-14, 0) / 20)
+        parts += [x, np.zeros(int(g.uniform(0.5, 4.0) * SR), np.float32)]
+    audio = np.concatenate(parts)
+    return (audio + 0.003 * g.standard_normal(len(audio))).astype(np.float32), sentences
 
 
 @pytest.mark.slow
-def test_long_form_keeps_every_sentence_both_ways(default_model, long_file):
+def test_vad_long_form_keeps_every_sentence(default_model, long_file):
     audio, sentences = long_file
     norm = EnglishTextNormalizer()
     vad = default_model.transcribe((audio, SR), long_form="vad")
     seek = default_model.transcribe((audio, SR), long_form="seek")
-    assert vad.duration > 40 and vad.timings["windows"] >= 2
-    recall = [sentence_recall(vad.text, s, norm) for s in sentences]
-    assert min(recall) >= 0.5, list(zip(sentences, recall))  # every sentence there (one is misheard)
+    assert vad.duration > 80 and vad.timings["windows"] >= 3
+    # a lost sentence is a run of deleted words: none of 4 or more, and few deletions at all
+    out = jiwer.process_words(norm(" ".join(sentences)), norm(vad.text))
+    runs = [c.ref_end_idx - c.ref_start_idx for c in out.alignments[0] if c.type == "delete"]
+    assert max(runs, default=0) < 4 and out.deletions <= 0.05 * len(norm(" ".join(sentences)).split()), runs
+    assert out.wer < 0.2
     # timestamps are mapped back to the file: increasing and inside it
     starts = [s.start for s in vad.segments]
     assert starts == sorted(starts) and vad.segments[-1].end <= vad.duration + 0.1
-    seek_recall = [sentence_recall(seek.text, s, norm) for s in sentences]
-    assert min(seek_recall) >= 0.5, list(zip(sentences, seek_recall))  # the default path keeps them too
+    assert seek.text  # the seek path stays available (it is not asked to keep every sentence)
     with pytest.raises(ValueError, match="long_form"):
         default_model.transcribe((audio, SR), long_form="chunks")
