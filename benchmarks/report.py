@@ -48,7 +48,7 @@ def metrics(run: dict, clips: list[dict]) -> dict[str, dict]:
     for name, r in run.items():
         rows = r["clips"]
         by_kind = lambda k: [i for i, c in enumerate(clips) if c["kind"] in k]  # noqa: E731
-        speech = by_kind(("clean", "noisy", "long"))
+        speech = by_kind(("clean", "noisy", "long", "quiet", "near9s"))
         m = {
             "wall_s": sum(x["wall_min_ms"] for x in rows) / 1000,
             "wall_median_s": sum(x["wall_median_ms"] for x in rows) / 1000,
@@ -58,6 +58,18 @@ def metrics(run: dict, clips: list[dict]) -> dict[str, dict]:
             ),
             "wer_noisy": _wer(
                 [clips[i]["text"] for i in by_kind(("noisy",))], [rows[i].get("text", "") for i in by_kind(("noisy",))]
+            ),
+            **{
+                f"wer_{k}": _wer(
+                    [clips[i]["text"] for i in by_kind((k,))], [rows[i].get("text", "") for i in by_kind((k,))]
+                )
+                for k in ("quiet", "near9s", "long")
+            },
+            # a clip whose text holds more than 1.5x the reference's words: an utterance repeated
+            "doubled": sum(
+                1
+                for i in speech
+                if len(_norm(rows[i].get("text", "")).split()) > 1.5 * len(_norm(clips[i]["text"]).split())
             ),
             "nospeech_with_text": sum(1 for i in by_kind(("nospeech",)) if rows[i].get("text", "").strip()),
             "load_s": r["load_s"],
@@ -122,9 +134,13 @@ def write_report(data: dict, out: Path) -> str:
         + ", ".join(f"{k} {v}" for k, v in mi["versions"].items()),
         "",
         f"{len(clips)} clips ({sum(c['duration'] for c in clips):.0f} s of audio): "
-        + ", ".join(f"{sum(c['kind'] == k for c in clips)} {k}" for k in ("clean", "noisy", "nospeech", "long"))
+        + ", ".join(
+            f"{sum(c['kind'] == k for c in clips)} {k}"
+            for k in ("clean", "noisy", "quiet", "near9s", "long", "nospeech")
+        )
         + f". Wall time per clip is the best of {data['repeats']} interleaved repeats (median in brackets). "
-        "Ratios are against the baseline measured in the same run. WER over clean, noisy and long clips.",
+        "Ratios are against the baseline measured in the same run. WER over every speech clip; near9s = 8.3-8.9 s "
+        "clips; doubled = clips whose text has over 1.5x the reference's words.",
         "",
     ]
     for threads, run in data["runs"].items():
@@ -133,9 +149,9 @@ def write_report(data: dict, out: Path) -> str:
         lines += [
             f"## {threads} thread(s)",
             "",
-            "| engine | wall s (median) | vs baseline | RTF | WER % | clean | noisy | text on no-speech "
-            "| first token ms | ms/token | load s | peak RSS MB | size MB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| engine | wall s (median) | vs baseline | RTF | WER % | clean | noisy | quiet | near9s | long | doubled "
+            "| text on no-speech | first token ms | ms/token | load s | peak RSS MB | size MB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, m in sorted(ms.items(), key=lambda kv: kv[1]["wall_s"]):
             ft = f"{m['first_token_ms']:.0f}" if "first_token_ms" in m else "-"
@@ -143,6 +159,8 @@ def write_report(data: dict, out: Path) -> str:
             lines.append(
                 f"| {name} | {m['wall_s']:.2f} ({m['wall_median_s']:.2f}) | {m['wall_s'] / base:.2f} | "
                 f"{m['rtf']:.3f} | {m['wer']:.1f} | {m['wer_clean']:.1f} | {m['wer_noisy']:.1f} | "
+                f"{m.get('wer_quiet', float('nan')):.1f} | {m.get('wer_near9s', float('nan')):.1f} | "
+                f"{m.get('wer_long', float('nan')):.1f} | {m.get('doubled', 0)} | "
                 f"{m['nospeech_with_text']}/3 | {ft} | {mpt} | {m['load_s']:.1f} | {m['peak_rss_mb']:.0f} | "
                 f"{m['size_mb']:.0f} |"
             )
