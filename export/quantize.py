@@ -8,11 +8,12 @@ from pathlib import Path
 PRECISIONS = ("fp32", "int8", "int8-block", "int4")
 
 
-def quantize_graph(src: Path, dst: Path, precision: str) -> Path:
+def quantize_graph(src: Path, dst: Path, precision: str, keep_fp32: tuple[str, ...] = ()) -> Path:
     """fp32: copy; int8: dynamic (MatMul and Gather weights, one scale per tensor, activations
-    quantized per tensor at run time); int8-block / int4: weight-only MatMulNBits with 8 / 4
-    bits in blocks of 32 and activations quantized per block (accuracy level 4), plus
-    GatherBlockQuantized for int4 (block 32, symmetric)."""
+    quantized per tensor at run time; MatMuls whose node name contains one of `keep_fp32` stay
+    fp32); int8-block / int4: weight-only MatMulNBits with 8 / 4 bits in blocks of 32 and
+    activations quantized per block (accuracy level 4), plus GatherBlockQuantized for int4
+    (block 32, symmetric)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}, expected one of {PRECISIONS}")
     if precision == "fp32":
@@ -21,6 +22,8 @@ def quantize_graph(src: Path, dst: Path, precision: str) -> Path:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        graph = onnx.load(str(src), load_external_data=False).graph
+        keep = [n.name for n in graph.node if n.op_type == "MatMul" and any(k in n.name for k in keep_fp32)]
         quantize_dynamic(
             str(src),
             str(dst),
@@ -28,6 +31,7 @@ def quantize_graph(src: Path, dst: Path, precision: str) -> Path:
             op_types_to_quantize=["MatMul", "Gather"],
             per_channel=False,
             reduce_range=False,
+            nodes_to_exclude=keep,
             # contrib ops (GroupQueryAttention) have no ONNX shape inference: their outputs are float
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )

@@ -16,6 +16,8 @@ class TextTokenizer:
         except Exception as e:
             raise BundleError(f"{path}: cannot read tokenizer ({e})") from None
         self.special = special
+        # <|startofprev|>: earlier text given as context (no manifest field: its name is Whisper's)
+        self.start_of_prev = self.tok.token_to_id("<|startofprev|>")
 
     def decode(self, ids: list[int]) -> str:
         """Text of the ordinary tokens in `ids` (special and timestamp tokens dropped)."""

@@ -36,6 +36,7 @@ class TranscribeOptions:
     long_form: str = "vad"  # audio over 30 s: "vad": VAD speech regions packed into windows; "seek": 30 s steps
     min_window_s: float = 10.0  # shortest encoder window in auto mode (shorter loses accuracy)
     timestamps: bool = True  # timestamp-mode decoding, gives segments with times
+    condition_on_previous_text: bool = True  # long audio: each window sees the text before it (as Whisper)
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # fallback schedule
     compression_ratio_threshold: float = 2.4  # gzip ratio above this = repetition: retry hotter
     logprob_threshold: float = -1.0  # mean log-prob below this = unsure: retry hotter
@@ -209,7 +210,7 @@ class Transcriber:
         else:
             spans = [(0, n)]
         for a, b in spans:
-            new, language = self._seek_span(samples, a, b, speech, language, opts, timings, t_start)
+            new, language = self._seek_span(samples, a, b, speech, language, opts, timings, t_start, segments)
             segments += new
         total = (time.perf_counter() - t_start) * 1000
         timings["total_ms"] = total
@@ -227,6 +228,7 @@ class Transcriber:
         opts: TranscribeOptions,
         timings: dict,
         t_start: float,
+        before: list[Segment],
     ) -> tuple[list[Segment], str | None]:
         """Decode samples[a:b] window after window, each starting where the last complete
         segment of the one before ended; returns the segments and the (detected) language."""
@@ -253,6 +255,9 @@ class Transcriber:
             if self.model.special.languages and language is None:
                 language = self.model.detect_language(cross)
             prompt = self.tokenizer.prompt(language, opts.task, opts.timestamps)
+            context = self._previous_tokens(before + segments, opts)
+            if context:
+                prompt = [self.tokenizer.start_of_prev, *context, *prompt]
             budget = int(opts.tokens_per_second * span / sr) + opts.token_budget_base
             base = DecodeOptions(
                 max_new_tokens=budget,
@@ -275,6 +280,18 @@ class Transcriber:
                     segments.append(seg)
             seek += advance
         return segments, language
+
+    def _previous_tokens(self, segments: list[Segment], opts: TranscribeOptions) -> list[int]:
+        """The text tokens before this window (at most half the decoder's positions, as Whisper),
+        back to the last segment decoded hot (temperature > 0.5: likely garbage)."""
+        if not opts.condition_on_previous_text or self.tokenizer.start_of_prev is None or not segments:
+            return []
+        tokens: list[int] = []
+        for seg in reversed(segments):
+            if seg.temperature > 0.5:
+                break
+            tokens[:0] = [t for t in seg.tokens if t < self.model.special.eot]
+        return tokens[-(self.model.manifest.decoder.max_length // 2 - 1) :]
 
     def _segments(self, r: DecodeResult, offset: float, span: int) -> tuple[list[Segment], int]:
         """Split timestamped tokens into segments; return them and how far to seek (samples)."""
