@@ -92,3 +92,24 @@ def test_vad_long_form_keeps_every_sentence(default_model, long_file):
     assert seek.text  # the seek path stays available (it is not asked to keep every sentence)
     with pytest.raises(ValueError, match="long_form"):
         default_model.transcribe((audio, SR), long_form="chunks")
+
+
+@pytest.mark.slow
+def test_previous_text_is_the_context_back_to_a_hot_decode(default_model):
+    """condition_on_previous_text: the earlier segments' text tokens (no timestamps), at most
+    half the decoder's positions, and nothing from before a segment decoded hot (> 0.5)."""
+    from edge_alm.runtime.transcribe import TranscribeOptions
+
+    tr = default_model.transcriber
+    tb, eot = tr.model.special.timestamp_begin, tr.model.special.eot
+    a, b = tr.tokenizer.encode(" One two."), tr.tokenizer.encode(" Three four.")
+    segs = [Segment(0, 1, "x", [tb, *a, tb + 50]), Segment(1, 2, "y", [tb, *b, tb + 50])]
+    opts = TranscribeOptions()
+    assert tr._previous_tokens(segs, opts) == a + b
+    assert all(t < eot for t in tr._previous_tokens(segs, opts))
+    segs[1].temperature = 0.8
+    assert tr._previous_tokens(segs, opts) == []
+    segs[1].temperature = 0.0
+    long = [Segment(0, 1, "z", list(a) * 200)]
+    assert len(tr._previous_tokens(long, opts)) == tr.model.manifest.decoder.max_length // 2 - 1
+    assert tr._previous_tokens(segs, TranscribeOptions(condition_on_previous_text=False)) == []
