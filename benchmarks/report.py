@@ -42,29 +42,24 @@ def _wer(refs: list[str], hyps: list[str]) -> float:
     return 100 * jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]) if pairs else float("nan")
 
 
+def _wer_at(clips: list[dict], rows: list[dict], idx: list[int]) -> float:
+    """WER of an engine's texts (`rows`) on the clips at positions `idx`."""
+    return _wer([clips[i]["text"] for i in idx], [rows[i].get("text", "") for i in idx])
+
+
 def metrics(run: dict, clips: list[dict]) -> dict[str, dict]:
     audio_s = sum(c["duration"] for c in clips)
     out = {}
     for name, r in run.items():
         rows = r["clips"]
         by_kind = lambda k: [i for i, c in enumerate(clips) if c["kind"] in k]  # noqa: E731
+        wer_of = lambda idx, rows=rows: _wer_at(clips, rows, idx)  # noqa: E731
         speech = by_kind(("clean", "noisy", "long", "quiet", "near9s"))
         m = {
             "wall_s": sum(x["wall_min_ms"] for x in rows) / 1000,
             "wall_median_s": sum(x["wall_median_ms"] for x in rows) / 1000,
-            "wer": _wer([clips[i]["text"] for i in speech], [rows[i].get("text", "") for i in speech]),
-            "wer_clean": _wer(
-                [clips[i]["text"] for i in by_kind(("clean",))], [rows[i].get("text", "") for i in by_kind(("clean",))]
-            ),
-            "wer_noisy": _wer(
-                [clips[i]["text"] for i in by_kind(("noisy",))], [rows[i].get("text", "") for i in by_kind(("noisy",))]
-            ),
-            **{
-                f"wer_{k}": _wer(
-                    [clips[i]["text"] for i in by_kind((k,))], [rows[i].get("text", "") for i in by_kind((k,))]
-                )
-                for k in ("quiet", "near9s", "long")
-            },
+            "wer": wer_of(speech),
+            **{f"wer_{k}": wer_of(by_kind((k,))) for k in ("clean", "noisy", "quiet", "near9s", "long")},
             # a clip whose text holds more than 1.5x the reference's words: an utterance repeated
             "doubled": sum(
                 1

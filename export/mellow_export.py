@@ -142,10 +142,10 @@ def mellow_parts(checkpoint: Path, lm_dir: Path | None, cache_dir: Path, pad_que
     d_in, d_out = proj["linear1.weight"].shape[1], proj["linear1.weight"].shape[0]
     if d_out != lm.config.hidden_size:
         raise ValueError(f"{checkpoint}: projection gives {d_out}, the LM takes {lm.config.hidden_size}")
-    htsat = encoder.htsat
-    interp = HTSAT_IMAGE * htsat.freq_ratio // (htsat.freq_ratio * htsat.final_side)  # stretched / distinct frames
+    # the stretched image's img * freq_ratio frames over the freq_ratio * final_side distinct ones
+    interp = HTSAT_IMAGE // encoder.htsat.final_side
     adapter = MellowAdapter(d_in, d_out, interp, POOL)
-    adapter.load_state_dict({k: v for k, v in proj.items()})
+    adapter.load_state_dict(proj)
     tok = Tokenizer.from_file(str(tok_json))
     pad, stop = tok.token_to_id(PAD_TEXT), tok.token_to_id("<|endoftext|>")
     if pad is None or stop is None:

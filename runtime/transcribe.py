@@ -210,8 +210,7 @@ class Transcriber:
         else:
             spans = [(0, n)]
         for a, b in spans:
-            new, language = self._seek_span(samples, a, b, speech, language, opts, timings, t_start, segments)
-            segments += new
+            language = self._seek_span(samples, a, b, speech, language, opts, timings, t_start, segments)
         total = (time.perf_counter() - t_start) * 1000
         timings["total_ms"] = total
         timings["rtf"] = total / 1000 / (n / sr) if n else 0.0  # no audio: no real-time factor
@@ -228,12 +227,13 @@ class Transcriber:
         opts: TranscribeOptions,
         timings: dict,
         t_start: float,
-        before: list[Segment],
-    ) -> tuple[list[Segment], str | None]:
+        segments: list[Segment],
+    ) -> str | None:
         """Decode samples[a:b] window after window, each starting where the last complete
-        segment of the one before ended; returns the segments and the (detected) language."""
+        segment of the one before ended; appends to `segments` (the file's so far, the context
+        of the next window) and returns the (detected) language."""
         sr, chunk = self.params.sample_rate, self.params.chunk_seconds * self.params.sample_rate
-        segments: list[Segment] = []
+        first = len(segments)  # the repeat guard looks within this span only
         chunk_s = self.vad.chunk_seconds
         seek = a
         while seek < b - int(0.05 * sr):  # ignore a tail shorter than 50 ms
@@ -255,7 +255,7 @@ class Transcriber:
             if self.model.special.languages and language is None:
                 language = self.model.detect_language(cross)
             prompt = self.tokenizer.prompt(language, opts.task, opts.timestamps)
-            context = self._previous_tokens(before + segments, opts)
+            context = self._previous_tokens(segments, opts)
             if context:
                 prompt = [self.tokenizer.start_of_prev, *context, *prompt]
             budget = int(opts.tokens_per_second * span / sr) + opts.token_budget_base
@@ -276,22 +276,23 @@ class Transcriber:
                 continue
             new, advance = self._segments(result, seek / sr, span)
             for seg in new:
-                if seg.text.strip() and not repeats(seg, segments[-1] if segments else None):
+                if seg.text.strip() and not repeats(seg, segments[-1] if len(segments) > first else None):
                     segments.append(seg)
             seek += advance
-        return segments, language
+        return language
 
     def _previous_tokens(self, segments: list[Segment], opts: TranscribeOptions) -> list[int]:
         """The text tokens before this window (at most half the decoder's positions, as Whisper),
         back to the last segment decoded hot (temperature > 0.5: likely garbage)."""
         if not opts.condition_on_previous_text or self.tokenizer.start_of_prev is None or not segments:
             return []
+        limit = self.model.manifest.decoder.max_length // 2 - 1
         tokens: list[int] = []
         for seg in reversed(segments):
-            if seg.temperature > 0.5:
+            if seg.temperature > 0.5 or len(tokens) >= limit:
                 break
             tokens[:0] = [t for t in seg.tokens if t < self.model.special.eot]
-        return tokens[-(self.model.manifest.decoder.max_length // 2 - 1) :]
+        return tokens[-limit:]
 
     def _segments(self, r: DecodeResult, offset: float, span: int) -> tuple[list[Segment], int]:
         """Split timestamped tokens into segments; return them and how far to seek (samples)."""
