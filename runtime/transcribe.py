@@ -169,17 +169,41 @@ class Transcriber:
     def _decode_with_fallback(
         self, cross, prompt: list[int], opts: TranscribeOptions, base: DecodeOptions
     ) -> DecodeResult:
-        result = None
+        tries = []
         for i, t in enumerate(opts.temperatures):
             d = replace(base, temperature=t, beam_size=opts.beam_size if t == 0 else 1, seed=i)
             result = self.model.decode(cross, prompt, d)
             text = self.tokenizer.decode(result.tokens)
+            tries.append(result)
             if result.no_speech_prob > opts.no_speech_threshold and result.avg_logprob < opts.logprob_threshold:
                 break  # silence: a hotter retry would only invent words
             looping = compression_ratio(text) > opts.compression_ratio_threshold or not result.finished
             if not looping and result.avg_logprob >= opts.logprob_threshold:
-                break
-        return result
+                return result
+        # Every try failed a check, or the last one reads as silence. Speech that really repeats
+        # (a sentence said three times) fails the compression check at every temperature while
+        # only a garbled hot decode passes it, and that decode's low confidence can then pass for
+        # silence. So a try that ended, was confident and has no loop inside one timestamped
+        # segment ("I'm afraid I'm afraid ...", which beam search ends confidently) wins; else the
+        # last try, as Whisper (the most confident unsure one added words on 0 dB noise here).
+        limit = opts.compression_ratio_threshold
+        sure = [
+            r
+            for r in tries
+            if r.finished and r.avg_logprob >= opts.logprob_threshold and self._segment_ratio(r.tokens) <= limit
+        ]
+        return max(sure, key=lambda r: r.avg_logprob) if sure else result
+
+    def _segment_ratio(self, tokens: list[int]) -> float:
+        """The highest compression ratio of the text between two timestamp tokens."""
+        tb, pieces, piece = self.model.special.timestamp_begin, [], []
+        for t in tokens:
+            if t >= tb:
+                pieces.append(piece)
+                piece = []
+            else:
+                piece.append(t)
+        return max(compression_ratio(self.tokenizer.decode(p)) for p in [*pieces, piece])
 
     def transcribe(
         self, samples: np.ndarray, opts: TranscribeOptions, speech_probs: np.ndarray | None = None
