@@ -54,7 +54,7 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     rate = check_rate(rate)
     if rate == target or samples.size == 0:
         return samples
-    return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32)
+    return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32, copy=False)
 
 
 def load_audio(audio: AudioInput, target_rate: int = 16000) -> np.ndarray:
@@ -81,7 +81,7 @@ def load_audio(audio: AudioInput, target_rate: int = 16000) -> np.ndarray:
     else:
         raise AudioError(f"audio must be a path, bytes, (samples, sample_rate) or an array, got {type(audio).__name__}")
     try:
-        data, rate = sf.read(src, dtype="float32", always_2d=True)
+        data, rate = sf.read(src, dtype="float32")  # (T,) for mono: no copy to mix channels
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise AudioError(f"{name}: cannot read audio ({why})") from None

@@ -33,6 +33,7 @@ def export_onnx(
             output_names=outputs,
             dynamic_axes=dynamic_axes,
             opset_version=opset,
+            custom_opsets={"com.microsoft": 1},  # onnxruntime's fused attention (whisper_graphs.py)
             dynamo=False,
         )
 

@@ -49,15 +49,15 @@ def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) ->
         "self_v": past_axes,
         "cross_k": cross_axes,
         "cross_v": cross_axes,
-        "logits": {0: "batch", 1: "new"},
+        "logits": {0: "batch", 1: "new_logits"},
         "present_k": present_axes,
         "present_v": present_axes,
     }
     export_onnx(
         WhisperDecoderGraph(model, untie_output),
-        (torch.tensor([[1, 2, 3]]), past, past, cross, cross),
+        (torch.tensor([[1, 2, 3]]), past, past, cross, cross, torch.tensor([1])),
         dec_path,
-        ["tokens", "self_k", "self_v", "cross_k", "cross_v"],
+        ["tokens", "self_k", "self_v", "cross_k", "cross_v", "logits_from"],
         ["logits", "present_k", "present_v"],
         axes,
     )
@@ -83,16 +83,24 @@ def check_parity(model: torch.nn.Module, enc_path: Path, dec_path: Path, tol: fl
     empty = np.zeros((L, 1, H, 0, cfg.d_model // H), np.float32)
     # two passes (3 tokens, then 1 with the cache) exercise the cache path too
     l1, k, v = dec_s.run(
-        None, {"tokens": tokens[:, :3].numpy(), "self_k": empty, "self_v": empty, "cross_k": ck, "cross_v": cv}
+        None, {"tokens": tokens[:, :3].numpy(), "self_k": empty, "self_v": empty, **_cross_feeds(ck, cv)}
     )
-    l2, _, _ = dec_s.run(
-        None, {"tokens": tokens[:, 3:].numpy(), "self_k": k, "self_v": v, "cross_k": ck, "cross_v": cv}
-    )
+    l2, _, _ = dec_s.run(None, {"tokens": tokens[:, 3:].numpy(), "self_k": k, "self_v": v, **_cross_feeds(ck, cv)})
     got = np.concatenate([l1, l2], axis=1)
+    # logits_from: the same rows, only the later ones
+    tail, _, _ = dec_s.run(
+        None, {"tokens": tokens[:, :3].numpy(), "self_k": empty, "self_v": empty, **_cross_feeds(ck, cv, 1)}
+    )
+    if tail.shape[1] != 2 or not np.allclose(tail, l1[:, 1:], atol=1e-5):
+        raise RuntimeError(f"decoder logits_from returns other rows than the full pass ({dec_path})")
     err = float(np.abs(got - ref).max())
     if not np.isfinite(err) or err > tol:
         raise RuntimeError(f"ONNX/PyTorch parity failed: max |logit diff| {err:.2e} > {tol:.0e} ({dec_path})")
     return err
+
+
+def _cross_feeds(ck: np.ndarray, cv: np.ndarray, logits_from: int = 0) -> dict[str, np.ndarray]:
+    return {"cross_k": ck, "cross_v": cv, "logits_from": np.array([logits_from], np.int64)}
 
 
 def _logits(enc: Path, dec: Path, feats: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -101,7 +109,7 @@ def _logits(enc: Path, dec: Path, feats: np.ndarray, tokens: np.ndarray) -> np.n
     ck, cv = ort.InferenceSession(str(enc), providers=["CPUExecutionProvider"]).run(None, {"input_features": feats})
     empty = np.zeros((*ck.shape[:3], 0, ck.shape[4]), np.float32)
     dec_s = ort.InferenceSession(str(dec), providers=["CPUExecutionProvider"])
-    feeds = {"tokens": tokens, "self_k": empty, "self_v": empty, "cross_k": ck, "cross_v": cv}
+    feeds = {"tokens": tokens, "self_k": empty, "self_v": empty, **_cross_feeds(ck, cv)}
     return dec_s.run(None, feeds)[0].reshape(-1)
 
 

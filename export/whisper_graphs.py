@@ -4,11 +4,14 @@ They reuse the parameters of a Hugging Face `WhisperForConditionalGeneration` bu
 attention out, so the ONNX graphs have exactly the interface the runtime expects:
 
     encoder:  input_features (B, n_mels, T)  ->  cross_k, cross_v (L, B, H, T/2, Dh)
-    decoder:  tokens (B, N), self_k, self_v (L, B, H, P, Dh), cross_k, cross_v
-              ->  logits (B, N, V), present_k, present_v (L, B, H, P+N, Dh)
+    decoder:  tokens (B, N), self_k, self_v (L, B, H, P, Dh), cross_k, cross_v, logits_from (1,)
+              ->  logits (B, N - logits_from, V), present_k, present_v (L, B, H, P+N, Dh)
 
 The encoder runs on any even number of frames up to the model's 30 s window (it slices
-the position table), and the decoder's position offset is the cache length P.
+the position table), and the decoder's position offset is the cache length P. The decoder
+projects to the vocabulary only from position `logits_from` on: a prompt with 200 tokens of
+previous text would otherwise make (N, 51865) logits (40 MB, and as much again in int32) that
+nobody reads.
 """
 
 from __future__ import annotations
@@ -36,6 +39,21 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     return torch.softmax(w.float(), dim=-1).to(q.dtype) @ v  # (B, H, Tq, Dh)
 
 
+class FusedSelfAttention(torch.autograd.Function):
+    """Unmasked multi-head attention over (B, S, C) projections (q pre-scaled), exported as one
+    onnxruntime MultiHeadAttention node. Its CPU kernel runs flash attention: at a 30 s window
+    (S = 1500, whisper-base) 3.6x faster than MatMul-Softmax-MatMul and without the
+    (B, H, S, S) score tensors (72 MB each)."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int) -> torch.Tensor:
+        return merge_heads(attend(split_heads(q, n_heads), split_heads(k, n_heads), split_heads(v, n_heads)))
+
+    @staticmethod
+    def symbolic(g, q, k, v, n_heads: int):
+        return g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=n_heads, scale_f=1.0)
+
+
 def whisper_encoder_hidden(enc: nn.Module, input_features: torch.Tensor, n_heads: int) -> torch.Tensor:
     """The Whisper-style encoder stack without its final norm: (B, n_mels, T) -> (B, T/2, C).
     Runs on any even number of frames up to the position table (it slices the table)."""
@@ -45,9 +63,8 @@ def whisper_encoder_hidden(enc: nn.Module, input_features: torch.Tensor, n_heads
     for layer in enc.layers:
         a = layer.self_attn
         h = layer.self_attn_layer_norm(x)
-        q = split_heads(a.q_proj(h) * a.scaling, n_heads)
-        k, v = split_heads(a.k_proj(h), n_heads), split_heads(a.v_proj(h), n_heads)
-        x = x + a.out_proj(merge_heads(attend(q, k, v, None)))
+        att = FusedSelfAttention.apply(a.q_proj(h) * a.scaling, a.k_proj(h), a.v_proj(h), n_heads)  # (B, S, C)
+        x = x + a.out_proj(att)
         h = layer.final_layer_norm(x)
         x = x + layer.fc2(F.gelu(layer.fc1(h)))
     return x
@@ -89,6 +106,7 @@ class WhisperDecoderGraph(nn.Module):
         self_v: torch.Tensor,
         cross_k: torch.Tensor,  # (L, B, H, S, Dh)
         cross_v: torch.Tensor,
+        logits_from: torch.Tensor,  # (1,) int64: logits only for positions >= this (the prompt's rest is context)
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         d = self.dec
         past = self_k.shape[3]
@@ -113,6 +131,6 @@ class WhisperDecoderGraph(nn.Module):
             x = x + c.out_proj(merge_heads(attend(q, cross_k[i], cross_v[i], None)))
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(F.gelu(layer.fc1(h)))
-        x = d.layer_norm(x)
+        x = d.layer_norm(x[:, logits_from[0] :])  # (B, N - logits_from, C)
         logits = x @ (self.proj if self.proj is not None else d.embed_tokens.weight.t())  # (B, N, V)
         return logits, torch.stack(new_k), torch.stack(new_v)

@@ -55,9 +55,9 @@ class Seq2SeqState:
         n_layers, n_heads, head_dim = model._shape
         self.cache = KVCache(n_layers, 1, n_heads, head_dim)
 
-    def prefill(self, prompt: list[int]) -> np.ndarray:
-        """Prompt tokens -> the whole prompt's logits (1, N, V)."""
-        return self.model.step(np.array([prompt]), self.cache, self.cross)
+    def prefill(self, prompt: list[int], logits_from: int = 0) -> np.ndarray:
+        """Prompt tokens -> logits of the prompt's positions from `logits_from` on (1, N - logits_from, V)."""
+        return self.model.step(np.array([prompt]), self.cache, self.cross, logits_from)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         return self.model.step(tokens[:, None], self.cache, self.cross)[:, -1].astype(np.float64)
@@ -89,19 +89,19 @@ class Seq2SeqModel:
         k, v = self.encoder.run({"input_features": np.ascontiguousarray(features, np.float32)})
         return k, v
 
-    def step(self, tokens: np.ndarray, cache: KVCache, cross: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """Run the decoder on new tokens (B, N), extend the cache, return logits (B, N, V)."""
-        logits, k, v = self.decoder.run(
-            {
-                "tokens": tokens.astype(np.int64),
-                "self_k": cache.k,
-                "self_v": cache.v,
-                "cross_k": cross[0],
-                "cross_v": cross[1],
-            }
-        )
+    def step(
+        self, tokens: np.ndarray, cache: KVCache, cross: tuple[np.ndarray, np.ndarray], logits_from: int = 0
+    ) -> np.ndarray:
+        """Run the decoder on new tokens (B, N), extend the cache, return the logits of positions
+        logits_from.. (B, N - logits_from, V)."""
+        feeds = {"tokens": tokens.astype(np.int64), "self_k": cache.k, "self_v": cache.v}
+        feeds.update(cross_k=cross[0], cross_v=cross[1])
+        sliced = "logits_from" in self.decoder.inputs  # bundles exported before it have every row
+        if sliced:
+            feeds["logits_from"] = np.array([logits_from], np.int64)
+        logits, k, v = self.decoder.run(feeds)
         cache.update(k, v)
-        return logits
+        return logits if sliced else logits[:, logits_from:]
 
     def detect_language(self, cross: tuple[np.ndarray, np.ndarray]) -> str:
         """The language code whose token is likeliest right after <|startoftranscript|>."""
@@ -111,10 +111,15 @@ class Seq2SeqModel:
         codes = list(s.languages)
         return codes[int(np.argmax(logits[[s.languages[c] for c in codes]]))]
 
-    def _no_speech_prob(self, logits: np.ndarray, prompt: list[int]) -> float:
+    def _first_read_position(self, prompt: list[int]) -> int:
+        """The first prompt position whose logits are read: <|startoftranscript|> (the no-speech
+        probability) or else the last; previous-text tokens before it need none."""
+        return prompt.index(self.special.sot) if self.special.sot in prompt else len(prompt) - 1
+
+    def _no_speech_prob(self, logits: np.ndarray, prompt: list[int], start: int) -> float:
         if self.special.no_speech is None or self.special.sot not in prompt:
             return 0.0
-        row = logits[0, prompt.index(self.special.sot)].astype(np.float64)
+        row = logits[0, prompt.index(self.special.sot) - start].astype(np.float64)
         return float(np.exp(log_softmax(row[None])[0, self.special.no_speech]))
 
     def decode(self, cross: tuple[np.ndarray, np.ndarray], prompt: list[int], opts: DecodeOptions) -> DecodeResult:
@@ -123,8 +128,9 @@ class Seq2SeqModel:
         budget = min(opts.max_new_tokens, self.manifest.decoder.max_length - len(prompt))
         t0 = time.perf_counter()
         state = Seq2SeqState(self, cross)
-        logits = state.prefill(prompt)  # (1, N, V)
-        no_speech = self._no_speech_prob(logits, prompt)
+        start = self._first_read_position(prompt)
+        logits = state.prefill(prompt, start)  # (1, N - start, V)
+        no_speech = self._no_speech_prob(logits, prompt, start)
         first = logits[:, -1].astype(np.float64)
         filters = [whisper_filter(opts, self.special, self._suppress)]
         if opts.beam_size > 1:

@@ -91,3 +91,37 @@ def test_beam_search_equals_transformers(setup, beams):
         rt.encode(feats), prompt, DecodeOptions(beam_size=beams, max_new_tokens=N_NEW, timestamps=False, suppress=False)
     )
     assert got.tokens == ref
+
+
+def test_prompt_with_previous_text_reads_only_the_rows_it_needs(setup):
+    """The prefill asks the decoder for logits from <|startoftranscript|> on (logits_from): the
+    no-speech probability and the first token equal transformers' full pass over the prompt."""
+    hf, rt, feats, prompt = setup
+    s = rt.special
+    from tokenizers import Tokenizer
+
+    prev = Tokenizer.from_file(str(rt.manifest.path / rt.manifest.tokenizer)).token_to_id("<|startofprev|>")
+    full = [prev, 440, 1000, 2000, *prompt]
+    with torch.no_grad():
+        enc = hf.model.encoder(torch.from_numpy(feats)).last_hidden_state
+        ref = hf(encoder_outputs=(enc,), decoder_input_ids=torch.tensor([full])).logits[0].double()
+    ref_no_speech = float(torch.softmax(ref[full.index(s.sot)], -1)[s.no_speech])
+    d = rt.manifest.decoder
+    rows = rt.step(np.array([full]), KVCache(d.n_layers, 1, d.n_heads, d.head_dim), rt.encode(feats), 4)
+    assert rows.shape[1] == len(full) - 4
+    np.testing.assert_allclose(rows[0], ref[4:].numpy(), atol=1e-3)
+    got = rt.decode(rt.encode(feats), full, DecodeOptions(max_new_tokens=1, timestamps=False, suppress=False))
+    assert got.no_speech_prob == pytest.approx(ref_no_speech, rel=1e-3)
+    assert got.tokens == [int(ref[-1].argmax())]
+
+
+def test_encoder_self_attention_is_fused(setup):
+    """One MultiHeadAttention node per encoder layer (flash attention on CPU), and the parity
+    tests above run through it."""
+    import onnx
+
+    hf, rt, _, _ = setup
+    graph = onnx.load(str(rt.manifest.graph_path("encoder"))).graph
+    fused = [n for n in graph.node if n.op_type == "MultiHeadAttention"]
+    assert len(fused) == hf.config.encoder_layers
+    assert not [n for n in graph.node if n.op_type == "Softmax"]
