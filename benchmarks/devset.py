@@ -100,7 +100,7 @@ def _mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return (out / max(1.0, np.abs(out).max())).astype(np.float32)
 
 
-KINDS = ("clean", "noisy", "quiet", "near9s", "long", "nospeech")
+KINDS = ("clean", "noisy", "quiet", "near9s", "repeated", "long", "nospeech")
 
 
 def _fit(x: np.ndarray, seconds: float) -> np.ndarray:
@@ -114,7 +114,8 @@ def build(out: Path, n_clips: int = 40) -> list[dict]:
     Kinds: `clean` (n_clips TTS clips of 1-5 sentences), `noisy` (5 clean clips mixed with
     pink noise at 10 and 0 dB SNR), `quiet` (3 clean clips whose loudest sample is -45 dBFS),
     `near9s` (4 clips of 8.3-8.9 s: two sentences and trailing silence, where the auto window
-    leaves about 1 s of padding), `nospeech` (silence, noise, beeps; reference ""), `long` (one
+    leaves about 1 s of padding), `repeated` (3 clips: two sentences said 2-4 times in one
+    window, under 29 s), `nospeech` (silence, noise, beeps; reference ""), `long` (one
     clip over 60 s, and one of about 100 s joined from voices at different levels with 0.5-4 s
     pauses over a noise floor).
     """
@@ -173,6 +174,14 @@ def build(out: Path, n_clips: int = 40) -> list[dict]:
             if len(x) <= (8.3 + 0.2 * j) * 16000:
                 break
         add(f"near9s{j}.wav", _fit(x, 8.3 + 0.2 * j), text, "near9s", f"{engine} {voice}, padded to 8.3-8.9 s")
+    # two sentences said 3-4 times in one window: every temperature's decode fails the
+    # compression check there, which once gave garbled or empty text
+    for j, (engine, voice) in enumerate([voices[0], voices[-1], voices[1]]):
+        text = " ".join(SENTENCES[(11 * j + i) % len(SENTENCES)] for i in range(2))
+        synth(engine, voice, text, tmp / "t.wav")
+        x = np.concatenate([_read16k(tmp / "t.wav"), np.zeros(8000, np.float32)])
+        k = max(2, min(4, int(28.5 * 16000 // len(x))))
+        add(f"repeated{j}.wav", np.tile(x, k), " ".join([text] * k), "repeated", f"{engine} {voice}, said {k} times")
     t = np.arange(16000 * 4) / 16000
     add("nospeech_silence.wav", np.zeros(16000 * 4, np.float32), "", "nospeech", "digital silence")
     add("nospeech_noise.wav", _pink_noise(16000 * 4, 9, tmp) * 0.3, "", "nospeech", "pink noise")

@@ -10,6 +10,9 @@ from pathlib import Path
 import jiwer
 from whisper_normalizer.english import EnglishTextNormalizer
 
+# dev-set kinds with speech (benchmarks/devset.py), in the report's column order
+SPEECH_KINDS = ("clean", "noisy", "quiet", "near9s", "repeated", "long")
+
 _norm = EnglishTextNormalizer()
 
 
@@ -54,12 +57,12 @@ def metrics(run: dict, clips: list[dict]) -> dict[str, dict]:
         rows = r["clips"]
         by_kind = lambda k: [i for i, c in enumerate(clips) if c["kind"] in k]  # noqa: E731
         wer_of = lambda idx, rows=rows: _wer_at(clips, rows, idx)  # noqa: E731
-        speech = by_kind(("clean", "noisy", "long", "quiet", "near9s"))
+        speech = by_kind(SPEECH_KINDS)
         m = {
             "wall_s": sum(x["wall_min_ms"] for x in rows) / 1000,
             "wall_median_s": sum(x["wall_median_ms"] for x in rows) / 1000,
             "wer": wer_of(speech),
-            **{f"wer_{k}": wer_of(by_kind((k,))) for k in ("clean", "noisy", "quiet", "near9s", "long")},
+            **{f"wer_{k}": wer_of(by_kind((k,))) for k in SPEECH_KINDS},
             # a clip whose text holds more than 1.5x the reference's words: an utterance repeated
             "doubled": sum(
                 1
@@ -129,10 +132,7 @@ def write_report(data: dict, out: Path) -> str:
         + ", ".join(f"{k} {v}" for k, v in mi["versions"].items()),
         "",
         f"{len(clips)} clips ({sum(c['duration'] for c in clips):.0f} s of audio): "
-        + ", ".join(
-            f"{sum(c['kind'] == k for c in clips)} {k}"
-            for k in ("clean", "noisy", "quiet", "near9s", "long", "nospeech")
-        )
+        + ", ".join(f"{sum(c['kind'] == k for c in clips)} {k}" for k in (*SPEECH_KINDS, "nospeech"))
         + f". Wall time per clip is the best of {data['repeats']} interleaved repeats (median in brackets). "
         "Ratios are against the baseline measured in the same run. WER over every speech clip; near9s = 8.3-8.9 s "
         "clips; doubled = clips whose text has over 1.5x the reference's words.",
@@ -144,18 +144,18 @@ def write_report(data: dict, out: Path) -> str:
         lines += [
             f"## {threads} thread(s)",
             "",
-            "| engine | wall s (median) | vs baseline | RTF | WER % | clean | noisy | quiet | near9s | long | doubled "
+            "| engine | wall s (median) | vs baseline | RTF | WER % | " + " | ".join(SPEECH_KINDS) + " | doubled "
             "| text on no-speech | first token ms | ms/token | load s | peak RSS MB | size MB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|" + "---|" * len(SPEECH_KINDS) + "---|---|---|---|---|---|---|",
         ]
         for name, m in sorted(ms.items(), key=lambda kv: kv[1]["wall_s"]):
             ft = f"{m['first_token_ms']:.0f}" if "first_token_ms" in m else "-"
             mpt = f"{m['ms_per_token']:.1f}" if "ms_per_token" in m else "-"
             lines.append(
                 f"| {name} | {m['wall_s']:.2f} ({m['wall_median_s']:.2f}) | {m['wall_s'] / base:.2f} | "
-                f"{m['rtf']:.3f} | {m['wer']:.1f} | {m['wer_clean']:.1f} | {m['wer_noisy']:.1f} | "
-                f"{m.get('wer_quiet', float('nan')):.1f} | {m.get('wer_near9s', float('nan')):.1f} | "
-                f"{m.get('wer_long', float('nan')):.1f} | {m.get('doubled', 0)} | "
+                f"{m['rtf']:.3f} | {m['wer']:.1f} | "
+                + "".join(f"{m.get(f'wer_{k}', float('nan')):.1f} | " for k in SPEECH_KINDS)
+                + f"{m.get('doubled', 0)} | "
                 f"{m['nospeech_with_text']}/3 | {ft} | {mpt} | {m['load_s']:.1f} | {m['peak_rss_mb']:.0f} | "
                 f"{m['size_mb']:.0f} |"
             )

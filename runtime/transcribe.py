@@ -89,13 +89,17 @@ class Transcription:
 
 
 AFTER_AUDIO_S = 0.1  # segments starting later than this before the audio's end are dropped
-REPEAT_MIN_WORDS = 3  # a segment this long that repeats the one before word for word is dropped
+REPEAT_MIN_WORDS = 3  # a segment this long that repeats the one before word for word ...
+REPEAT_MAX_SPAN = 0.6  # ... in under this fraction of the first one's time is dropped
 
 
 def repeats(seg: Segment, prev: Segment | None) -> bool:
-    """The decoder's known failure on short padded windows: the whole utterance again."""
+    """The decoder's known failure on short padded windows: the whole utterance again, squeezed
+    into the little audio that is left. A sentence really said twice takes as long again."""
     words = seg.text.lower().split()
-    return prev is not None and len(words) >= REPEAT_MIN_WORDS and words == prev.text.lower().split()
+    if prev is None or len(words) < REPEAT_MIN_WORDS or words != prev.text.lower().split():
+        return False
+    return seg.end - seg.start < REPEAT_MAX_SPAN * (prev.end - prev.start)
 
 
 def compression_ratio(text: str) -> float:

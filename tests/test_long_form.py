@@ -38,7 +38,8 @@ def test_speech_windows_bridge_short_gaps_pack_and_keep_long_regions_alone():
 
 def test_repeated_utterance_is_dropped_but_short_repeats_stay():
     a = Segment(0.0, 4.0, " Please call me back when you get home tonight.")
-    assert repeats(Segment(4.0, 8.0, " please call me back when you get home tonight."), a)
+    assert repeats(Segment(4.0, 5.5, " please call me back when you get home tonight."), a)  # squeezed in
+    assert not repeats(Segment(4.5, 8.3, " Please call me back when you get home tonight."), a)  # said again
     assert not repeats(Segment(4.0, 5.0, " No no."), Segment(3.0, 4.0, " No no."))  # short: may be real speech
     assert not repeats(Segment(4.0, 8.0, " Call me back."), a)
     assert not repeats(a, None)
