@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import statistics
 import sys
+import threading
 from typing import TextIO
 
 from edge_alm.runtime.stream import Final, Partial, Stream
@@ -86,8 +88,15 @@ class AskEachFinal:
 
 def run_listen(stream: Stream, source, printer: EventPrinter) -> None:
     reported = 0
+    chunks = source.chunks()
+    previous = None
+    if hasattr(source, "close") and threading.current_thread() is threading.main_thread():
+        # Ctrl-C ends the source's chunks, so the loop stops between chunks and the device stream
+        # closes in this thread: a KeyboardInterrupt in the middle of a decode could leave the
+        # stream open until interpreter exit, where closing it can wait forever on its callback
+        previous = signal.signal(signal.SIGINT, lambda *_: source.close())
     try:
-        for chunk in source.chunks():
+        for chunk in chunks:
             stream.accept_waveform(chunk, source.sample_rate)
             if source.dropped_samples > reported:  # audio the source lost before we saw it
                 stream.report_dropped(source.dropped_samples - reported)
@@ -97,6 +106,10 @@ def run_listen(stream: Stream, source, printer: EventPrinter) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if hasattr(chunks, "close"):
+            chunks.close()  # a generator: closes the device stream now if the loop left early
         if hasattr(source, "close"):
             source.close()
     stream.finish()
