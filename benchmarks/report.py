@@ -10,8 +10,9 @@ from pathlib import Path
 import jiwer
 from whisper_normalizer.english import EnglishTextNormalizer
 
-# dev-set kinds with speech (benchmarks/devset.py), in the report's column order
-SPEECH_KINDS = ("clean", "noisy", "quiet", "near9s", "repeated", "long")
+from benchmarks.devset import KINDS
+
+SPEECH_KINDS = tuple(k for k in KINDS if k != "nospeech")  # the report's WER columns, in the dev set's order
 
 _norm = EnglishTextNormalizer()
 

@@ -77,6 +77,8 @@ class Seq2SeqModel:
             manifest.graph_path("encoder"), manifest.graphs["encoder"].sha256, encoder_config(config)
         )
         self.decoder = GraphSession(manifest.graph_path("decoder"), manifest.graphs["decoder"].sha256, config)
+        # bundles exported before the decoder's logits_from input return every position's logits
+        self._sliced_logits = "logits_from" in self.decoder.inputs
         self.special = manifest.tokens
         self._suppress = suppress_ids(manifest.tokens)
         d = manifest.decoder
@@ -94,14 +96,13 @@ class Seq2SeqModel:
     ) -> np.ndarray:
         """Run the decoder on new tokens (B, N), extend the cache, return the logits of positions
         logits_from.. (B, N - logits_from, V)."""
-        feeds = {"tokens": tokens.astype(np.int64), "self_k": cache.k, "self_v": cache.v}
-        feeds.update(cross_k=cross[0], cross_v=cross[1])
-        sliced = "logits_from" in self.decoder.inputs  # bundles exported before it have every row
-        if sliced:
+        feeds = {"tokens": tokens.astype(np.int64), "self_k": cache.k, "self_v": cache.v, "cross_k": cross[0]}
+        feeds["cross_v"] = cross[1]
+        if self._sliced_logits:
             feeds["logits_from"] = np.array([logits_from], np.int64)
         logits, k, v = self.decoder.run(feeds)
         cache.update(k, v)
-        return logits if sliced else logits[:, logits_from:]
+        return logits if self._sliced_logits else logits[:, logits_from:]
 
     def detect_language(self, cross: tuple[np.ndarray, np.ndarray]) -> str:
         """The language code whose token is likeliest right after <|startoftranscript|>."""
