@@ -1,9 +1,11 @@
 """End-of-speech-to-final latency of the streaming path, replayed at real-time pace, with turn
 splits counted: `python -m benchmarks.streaming [--out FILE]`.
 
-The recording is made here with espeak-ng: 16 turns 1.5 s apart; half are one sentence, half
-are a sentence spoken in two parts with a natural mid-sentence pause (0.35-0.6 s) between them,
-which must not end the turn. Each configuration plays the same file through the
+Two recordings are made here with espeak-ng, each 16 turns 1.5 s apart; half are one sentence,
+half are a sentence spoken in two parts with a natural mid-sentence pause (0.35-0.6 s) between
+them, which must not end the turn. `tune` is the one the endpointing rules were chosen on; `heldout`
+has other sentences, other voices and other pauses, to check that the choice carries over. Each
+configuration plays the same file through the
 `edge-alm listen --input FILE --realtime` path and reports: end of speech -> final (median, p95),
 turn closed -> final (the decode left after the end was decided), splits (finals beyond one per
 turn), WER of the finals against the text, and the stream's CPU real-time factor.
@@ -52,6 +54,32 @@ PAUSED = [  # (first part, second part): a pause inside the sentence
     ("Take the second street", "on the left after the bank."),
 ]
 VOICES = ["en-us+f3", "en-us+klatt2"]
+HELDOUT_WHOLE = [
+    "The library closes at six on Saturdays.",
+    "He forgot his umbrella on the bus this morning.",
+    "Our neighbours painted their fence bright green.",
+    "Please send me the report before Friday.",
+    "The soup needs a little more salt.",
+    "We watched the sunset from the top of the hill.",
+    "Can you pass me the blue notebook?",
+    "The dog barked at the postman again.",
+]
+HELDOUT_PAUSED = [
+    ("Before you leave the house,", "check that the back door is locked."),
+    ("The reason I called is", "that the meeting has been moved to Monday."),
+    ("When we reached the coast,", "the storm had already passed."),
+    ("She told me that", "the tickets were sold out."),
+    ("If you see my keys,", "please put them on the kitchen table."),
+    ("The best way to learn", "is to practise a little every day."),
+    ("Between the bakery and", "the bank there is a small park."),
+    ("Although it was late,", "nobody wanted to go home."),
+]
+HELDOUT_VOICES = ["en-gb+m3", "en-us+f4"]
+# name -> (whole sentences, sentences with a pause, voices, seed of the pause lengths)
+RECORDINGS = {
+    "tune": (WHOLE, PAUSED, VOICES, 0),
+    "heldout": (HELDOUT_WHOLE, HELDOUT_PAUSED, HELDOUT_VOICES, 1),
+}
 
 
 def speak(text: str, voice: str) -> np.ndarray:
@@ -62,17 +90,18 @@ def speak(text: str, voice: str) -> np.ndarray:
     return x[max(0, loud[0] - 800) : loud[-1] + 800]
 
 
-def recording(seed: int = 0) -> tuple[np.ndarray, list[str], list[tuple[float, float]]]:
+def recording(name: str = "tune") -> tuple[np.ndarray, list[str], list[tuple[float, float]]]:
     """Turns with 1.5 s between them; returns audio, texts and each turn's (start, end) seconds."""
+    whole, paused, voices, seed = RECORDINGS[name]
     rng = np.random.default_rng(seed)
     parts, texts, spans, t = [np.zeros(8000, np.float32)], [], [], 0.5
-    for i in range(len(WHOLE)):
+    for i in range(len(whole)):
         for kind in ("whole", "paused"):
-            voice = VOICES[(i + (kind == "paused")) % 2]
+            voice = voices[(i + (kind == "paused")) % 2]
             if kind == "whole":
-                x, text = speak(WHOLE[i], voice), WHOLE[i]
+                x, text = speak(whole[i], voice), whole[i]
             else:
-                a, b = PAUSED[i]
+                a, b = paused[i]
                 gap = np.zeros(int(rng.uniform(0.35, 0.6) * 16000), np.float32)
                 x, text = np.concatenate([speak(a, voice), gap, speak(b, voice)]), f"{a} {b}"
             parts += [x, np.zeros(24000, np.float32)]
@@ -114,25 +143,27 @@ def summarise(events: list[dict], texts: list[str], spans, seconds: float, cpu: 
 
 # each configuration spells out every option that changed along the way, so a later default
 # does not change what an earlier row measured
-OLD = {"early_silence_s": 0.2}  # before the earlier speculative decode: first chance at the 0.2 s pad
+BASE = {"partial_min_window_s": 4.0, "min_silence_s": 0.7, "min_speech_s": 0.25}
+ANY_STOP = {"end_confidence": 0.0, "unsure_silence_s": None}  # any full stop ends the turn
+SURE = {"early_silence_s": 0.032, "sure_silence_s": 0.1, "unsure_silence_s": None}
 CONFIGS = {
     "before: fixed 0.4 s silence": StreamOptions(
-        early_end=False, partial_min_window_s=10.0, min_silence_s=0.4, min_speech_s=0.25, **OLD
+        early_end=False, partial_min_window_s=10.0, min_silence_s=0.4, min_speech_s=0.25, early_silence_s=0.2
     ),
-    "early end at the pad when the text ends a sentence": StreamOptions(
-        early_end=True, partial_min_window_s=10.0, min_silence_s=0.4, min_speech_s=0.25, **OLD
+    "previous default: any full stop ends the turn at 0.2 s, else 0.7 s": StreamOptions(
+        early_silence_s=0.2, sure_silence_s=0.192, **ANY_STOP, **BASE  # both at the pad: 6 chunks of 32 ms
     ),
-    "+ partials on a 4 s minimum window": StreamOptions(
-        early_end=True, partial_min_window_s=4.0, min_silence_s=0.4, min_speech_s=0.25, **OLD
+    "any full stop at 0.1 s, else 0.7 s": StreamOptions(early_silence_s=0.1, sure_silence_s=0.1, **ANY_STOP, **BASE),
+    "sure full stop (p >= 0.6) decoded and ending at 0.1 s, else 0.7 s": StreamOptions(
+        end_confidence=0.6, early_silence_s=0.1, sure_silence_s=0.1, unsure_silence_s=None, **BASE
     ),
-    "+ 0.7 s silence when the text does not end a sentence": StreamOptions(
-        early_end=True, partial_min_window_s=4.0, min_silence_s=0.7, min_speech_s=0.25, **OLD
+    "sure full stop (p >= 0.6) decoded at 0.032 s, ending at 0.1 s, else 0.7 s (default)": StreamOptions(
+        end_confidence=0.6, **SURE, **BASE
     ),
-    "+ speculative final after 0.1 s of silence": StreamOptions(
-        early_end=True, partial_min_window_s=4.0, min_silence_s=0.7, min_speech_s=0.25, early_silence_s=0.1
-    ),
-    "+ speculative final after 0.064 s of silence": StreamOptions(
-        early_end=True, partial_min_window_s=4.0, min_silence_s=0.7, min_speech_s=0.25, early_silence_s=0.064
+    "the same with p >= 0.5": StreamOptions(end_confidence=0.5, **SURE, **BASE),
+    "the same with p >= 0.7": StreamOptions(end_confidence=0.7, **SURE, **BASE),
+    "the default + a less sure full stop ends the turn at 0.4 s": StreamOptions(
+        end_confidence=0.6, **{**SURE, "unsure_silence_s": 0.4}, **BASE
     ),
 }
 
@@ -143,23 +174,26 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     p.add_argument("--configs", default=".", help="regex over configuration names (default: all)")
+    p.add_argument("--recordings", nargs="+", default=list(RECORDINGS), choices=list(RECORDINGS))
     args = p.parse_args()
-    audio, texts, spans = recording()
     model = EdgeALM.load(args.model, threads=args.threads)
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "turns.wav"
-        sf.write(wav, audio, 16000)
-        for name, opts in CONFIGS.items():
-            if not re.search(args.configs, name):
-                continue
-            events, cpu, _ = play(model, wav, replace(opts))
-            results[name] = summarise(events, texts, spans, len(audio) / 16000, cpu)
-            print(name, json.dumps(results[name]), flush=True)
-    report = {"audio_s": round(len(audio) / 16000, 1), "threads": args.threads, "configs": results}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1))
+    report = {"threads": args.threads, "recordings": {}}
+    for rec in args.recordings:
+        audio, texts, spans = recording(rec)
+        results = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "turns.wav"
+            sf.write(wav, audio, 16000)
+            for name, opts in CONFIGS.items():
+                if not re.search(args.configs, name):
+                    continue
+                events, cpu, _ = play(model, wav, replace(opts))
+                results[name] = summarise(events, texts, spans, len(audio) / 16000, cpu)
+                print(rec, "|", name, json.dumps(results[name]), flush=True)
+        report["recordings"][rec] = {"audio_s": round(len(audio) / 16000, 1), "configs": results}
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

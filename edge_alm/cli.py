@@ -163,7 +163,10 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         source = MicrophoneSource(args.device, chunk_s=args.chunk)
     model = EdgeALM.load(args.model, threads=args.threads)
     opts = StreamOptions(
-        min_silence_s=args.min_silence, partial_interval_s=args.partial_interval, early_end=not args.no_early_end
+        min_silence_s=args.min_silence,
+        partial_interval_s=args.partial_interval,
+        early_end=not args.no_early_end,
+        **({} if args.end_confidence is None else {"end_confidence": args.end_confidence}),
     )
     stream = model.stream(opts, language=args.language)
     printer = EventPrinter(args.format)
@@ -235,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-silence", type=float, default=0.7, help="silence that ends an utterance not ending a sentence (s)"
     )
     li.add_argument("--no-early-end", action="store_true", help="always wait --min-silence, even after a full stop")
+    li.add_argument(
+        "--end-confidence",
+        type=float,
+        help="a full stop the decoder gave at least this probability ends the turn after 0.1 s of silence "
+        "(default: StreamOptions.end_confidence)",
+    )
     li.add_argument("--partial-interval", type=float, default=0.5, help="seconds between partial results")
     li.add_argument("--language", default="en")
     li.add_argument("--threads", type=int, default=0)

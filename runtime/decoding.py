@@ -48,6 +48,7 @@ class DecodeResult:
     decode_ms: float  # all decoder passes
     steps: int  # decoder passes
     finished: bool = True  # ended with a stop token (or stop string) rather than the budget
+    token_logprobs: list[float] = field(default_factory=list)  # one per token (the end-of-turn check reads the last)
 
     @property
     def avg_logprob(self) -> float:
@@ -84,6 +85,7 @@ class TokenGenerator:
         self.stop_text = stop_text
         self.rng = np.random.default_rng(self.sampling.seed)
         self.tokens: list[int] = []
+        self.token_logprobs: list[float] = []
         self.sum_logprob = 0.0
         self.steps = 1  # the prefill
         self.finished = False  # a stop token or stop string ended it
@@ -110,6 +112,7 @@ class TokenGenerator:
             self._done = self.finished = True
             return None
         self.tokens.append(tok)
+        self.token_logprobs.append(lp)
         if self.stop_text is not None and self.stop_text(self.tokens):
             self._done = self.finished = True
             return tok
@@ -130,6 +133,7 @@ class TokenGenerator:
             (time.perf_counter() - self._t0) * 1000,
             self.steps,
             self.finished,
+            list(self.token_logprobs),
         )
 
 
@@ -146,6 +150,7 @@ class Beam:
     tokens: list[int] = field(default_factory=list)
     score: float = 0.0  # summed log-probability
     src: int = 0  # the row this hypothesis extends (after a step)
+    logprobs: list[float] = field(default_factory=list)  # of each token
 
 
 def select_beams(total: np.ndarray, beams: list[Beam], eot: int, finished: list[Beam]) -> list[Beam]:
@@ -162,15 +167,15 @@ def select_beams(total: np.ndarray, beams: list[Beam], eot: int, finished: list[
             break
         if tok == eot:
             if rank < n:
-                finished.append(Beam(list(beams[b].tokens), score))
+                finished.append(Beam(list(beams[b].tokens), score, logprobs=list(beams[b].logprobs)))
             continue
-        nxt.append(Beam(beams[b].tokens + [tok], score, src=b))
+        nxt.append(Beam(beams[b].tokens + [tok], score, src=b, logprobs=beams[b].logprobs + [score - beams[b].score]))
         if len(nxt) == n:
             break
     if len(finished) >= n or not nxt:
         return []
     while len(nxt) < n:  # padding rows never win
-        nxt.append(Beam(list(nxt[0].tokens), -np.inf, src=nxt[0].src))
+        nxt.append(Beam(list(nxt[0].tokens), -np.inf, src=nxt[0].src, logprobs=list(nxt[0].logprobs)))
     return nxt
 
 
@@ -212,4 +217,4 @@ def beam_search(
         steps += 1
     best = best_beam(finished, beams, hit_budget)
     ms = (time.perf_counter() - t0) * 1000
-    return DecodeResult(best.tokens, best.score, 0.0, 0.0, first_ms, ms, steps, best in finished)
+    return DecodeResult(best.tokens, best.score, 0.0, 0.0, first_ms, ms, steps, best in finished, best.logprobs)

@@ -66,11 +66,12 @@ class Endpointer:
             return [Boundary("pad", self.start, self.n)]
         return []
 
-    def close_now(self) -> list[Boundary]:
-        """The decode policy says the turn is over: close at the last speech + pad."""
+    def close_now(self, end: int | None = None) -> list[Boundary]:
+        """The decode policy says the turn is over: close at `end` (the chunk its final was decoded
+        up to), by default at the last speech + pad."""
         if not self.is_open:
             return []
-        return [self._close(min(self.n, self.last_speech + 1 + self.pad))]
+        return [self._close(min(self.n, self.last_speech + 1 + self.pad) if end is None else end)]
 
     def finish(self) -> list[Boundary]:
         """End of input: close what is open."""

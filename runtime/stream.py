@@ -3,9 +3,12 @@
 Three parts: input handling (any rate, chunk size, sample type -> 16 kHz 32 ms chunks, bad
 chunks dropped and counted), the endpointer (runtime/endpointer.py: utterance boundaries from
 the VAD probability of each chunk, computed once and reused by the transcriber), and the
-decode policy here: partials every `partial_interval_s` while speech goes on; a speculative
-final decode as soon as the audio a final would hold is complete (the pad after the last
-speech); the turn ends early when that decode ends a sentence (`early_end`), else after
+decode policy here: partials every `partial_interval_s` while speech goes on; a speculative final
+decode after `early_silence_s` of silence (and again when the pad after the last speech is
+complete). The turn then ends by what the words say: right away when the text ends a sentence
+and the decoder gave that full stop (? !) at least `end_confidence` probability; after
+`unsure_silence_s` when it ends a sentence less surely (Whisper puts a full stop after
+mid-sentence fragments too, with less confidence: "When the meeting is over."); else after
 `min_silence_s`. A final is exactly what offline transcription of its segment gives.
 """
 
@@ -21,7 +24,7 @@ import soxr
 from edge_alm.runtime.endpointer import Boundary, Endpointer
 from edge_alm.runtime.errors import AudioError
 from edge_alm.runtime.pcm import check_rate, to_mono_float
-from edge_alm.runtime.transcribe import TranscribeOptions, Transcriber
+from edge_alm.runtime.transcribe import TranscribeOptions, Transcriber, Transcription
 from edge_alm.runtime.vad import CHUNK, MIN_SPEECH_S, SPEECH_THRESHOLD
 
 
@@ -34,9 +37,13 @@ class StreamOptions:
     partial_interval_s: float = 0.5  # re-decode the open utterance this often (0 = no partials)
     first_partial_s: float = 1.0  # no partial before this much audio (Whisper guesses on tiny clips)
     max_utterance_s: float = 25.0  # cut longer utterances at their quietest chunk
-    early_end: bool = True  # end the turn early when the speculative final ends a sentence ...
-    early_silence_s: float = 0.2  # ... decoded after this much silence (and again at speech_pad_s); 0.1 s
-    #   cut the median latency 310 -> 219 ms but split 7 turns of 16, not 5 (benchmarks/streaming.py)
+    early_end: bool = True  # end the turn before min_silence_s when the speculative final ends a sentence surely:
+    early_silence_s: float = 0.032  # the final is decoded after this much silence (and again at speech_pad_s) ...
+    end_confidence: float = 0.6  # ... and if the decoder gave the full stop (? !) that ends its text at least
+    #   this probability (Whisper ends mid-sentence fragments with one too, less surely) ...
+    sure_silence_s: float = 0.1  # ... the turn ends once this much silence confirms it, with that decode as final
+    unsure_silence_s: float | None = None  # a less sure full stop ends the turn after this much silence (None:
+    #   min_silence_s; 0.4 s split 5 turns of 16 in benchmarks/streaming.py)
     partial_min_window_s: float = 4.0  # encoder window floor for partials (finals keep the transcriber's)
 
     def __post_init__(self) -> None:
@@ -50,9 +57,14 @@ class StreamOptions:
             "first_partial_s",
             "partial_min_window_s",
             "early_silence_s",
+            "sure_silence_s",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
+        if self.unsure_silence_s is not None and not self.unsure_silence_s >= 0:
+            raise ValueError(f"unsure_silence_s must be 0 or more, got {self.unsure_silence_s!r}")
+        if not 0 <= self.end_confidence <= 1:
+            raise ValueError(f"end_confidence must be from 0 to 1, got {self.end_confidence!r}")
         if not 0 < self.vad_threshold < 1:
             raise ValueError(f"vad_threshold must be between 0 and 1, got {self.vad_threshold!r}")
         if 0 < self.partial_interval_s < 0.1:
@@ -104,6 +116,18 @@ def ends_sentence(text: str) -> bool:
     return bool(t) and t[-1] in ".?!" and not t.endswith("...")
 
 
+def sentence_end_prob(result: Transcription, eot: int) -> float:
+    """The probability the decoder gave the last text token when the text ends a sentence (that
+    token is the full stop, ? or !), else 0. eot: the first special token id (text ids are below)."""
+    if not ends_sentence(result.text):
+        return 0.0
+    for seg in reversed(result.segments):
+        lps = [lp for t, lp in zip(seg.tokens, seg.token_logprobs) if t < eot]
+        if lps:
+            return float(np.exp(lps[-1]))
+    return 1.0  # no per-token scores (a decoder that does not give them): trust the text
+
+
 class Stream:
     def __init__(
         self, transcriber: Transcriber, stepper, options: StreamOptions, transcribe_options: TranscribeOptions
@@ -135,7 +159,10 @@ class Stream:
         self._since_partial = 0
         self._last_partial = ""
         self._stable: list[str] = []  # committed words of the open utterance: they only grow
-        self._candidate: tuple[int, str] | None = None  # (end chunk, text) decoded when the pad was reached
+        # (end chunk, text, sentence-end probability) of the speculative final decode
+        self._candidate: tuple[int, str, float] | None = None
+        self._sure = _chunks(options.sure_silence_s)
+        self._unsure = None if options.unsure_silence_s is None else _chunks(options.unsure_silence_s)
         self._arrival = 0.0
 
     # -- input ---------------------------------------------------------------
@@ -191,6 +218,15 @@ class Stream:
             self._candidate = None
         for b in self.ep.push(p):
             self._boundary(b)
+        c = self._candidate
+        if self.opts.early_end and self.ep.is_open and c is not None and c[2] > 0:
+            silence = self.ep.silence
+            if c[2] >= self.opts.end_confidence and silence >= self._sure:
+                for b in self.ep.close_now(end=c[0]):  # the final is the decode that was sure
+                    self._boundary(b)
+            elif self._unsure is not None and silence >= self._unsure:
+                for b in self.ep.close_now():
+                    self._boundary(b)
         self.stats.processed_s = self.ep.n * CHUNK / self.sr
         if self.ep.is_open:
             self._since_partial += 1
@@ -208,10 +244,10 @@ class Stream:
         a, b = start - self._base, end - self._base
         return np.concatenate(self._audio[a:b]), np.array(self._probs[a:b])
 
-    def _decode(self, start: int, end: int, partial: bool = False) -> str:
+    def _decode(self, start: int, end: int, partial: bool = False) -> Transcription:
         audio, probs = self._segment(start, end)
         opts = replace(self.topts, min_window_s=self.opts.partial_min_window_s) if partial else self.topts
-        return self.tr.transcribe(audio, opts, speech_probs=probs).text
+        return self.tr.transcribe(audio, opts, speech_probs=probs)
 
     def _boundary(self, b: Boundary) -> None:
         if b.kind == "open":
@@ -219,14 +255,12 @@ class Stream:
         elif b.kind == "pad":
             # The audio a final would hold is complete now: decode it while the silence that
             # confirms the end arrives, so the final costs no decode.
-            text = self._decode(b.start, b.end)
-            self._candidate = (b.end, text)
+            result = self._decode(b.start, b.end)
+            sure = sentence_end_prob(result, self.tr.model.special.eot)
+            self._candidate = (b.end, result.text, sure)
             self._since_partial = 0
             if self.opts.partial_interval_s:
-                self._emit_partial(text)
-            if self.opts.early_end and ends_sentence(text):
-                for c in self.ep.close_now():
-                    self._boundary(c)
+                self._emit_partial(result.text)
         elif b.kind in ("close", "cut"):
             self._final(b)
             if b.kind == "cut":
@@ -237,7 +271,7 @@ class Stream:
         closed = time.perf_counter()
         candidate, self._candidate = self._candidate, None
         audio, _ = self._segment(b.start, b.end)
-        text = candidate[1] if candidate is not None and candidate[0] == b.end else self._decode(b.start, b.end)
+        text = candidate[1] if candidate is not None and candidate[0] == b.end else self._decode(b.start, b.end).text
         if text:
             now = time.perf_counter()
             lag = (now - self._last_speech_wall) * 1000
@@ -254,7 +288,7 @@ class Stream:
             and not self.ep.silence  # speech paused: the speculative final decode is due, keep the CPU for it
         ):
             self._since_partial = 0
-            self._emit_partial(self._decode(self.ep.start, self.ep.n, partial=True))
+            self._emit_partial(self._decode(self.ep.start, self.ep.n, partial=True).text)
 
     def _emit_partial(self, text: str) -> None:
         """Words two consecutive hypotheses agree on are committed; committed words stay."""

@@ -77,6 +77,7 @@ class Segment:
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
     temperature: float = 0.0
+    token_logprobs: list[float] = field(default_factory=list)  # one per entry of `tokens`
 
 
 @dataclass
@@ -330,8 +331,10 @@ class Transcriber:
         is_ts = [t >= tb for t in toks]
         meta = {"avg_logprob": r.avg_logprob, "no_speech_prob": r.no_speech_prob, "temperature": r.temperature}
 
-        def seg(part: list[int], start: float, end: float) -> Segment:
-            return Segment(offset + start, offset + end, self.tokenizer.decode(part), part, **meta)
+        def seg(lo: int, hi: int, start: float, end: float) -> Segment:
+            part = toks[lo:hi]
+            lps = r.token_logprobs[lo:hi]
+            return Segment(offset + start, offset + end, self.tokenizer.decode(part), part, token_logprobs=lps, **meta)
 
         audio_end = span / sr - AFTER_AUDIO_S
 
@@ -346,8 +349,8 @@ class Transcriber:
                 cuts.append(len(toks))
             out, last = [], 0
             for cut in cuts:
-                part = toks[last:cut]
-                out.append(seg(part, (part[0] - tb) * TIME_PER_TIMESTAMP, (part[-1] - tb) * TIME_PER_TIMESTAMP))
+                start, end = (toks[last] - tb) * TIME_PER_TIMESTAMP, (toks[cut - 1] - tb) * TIME_PER_TIMESTAMP
+                out.append(seg(last, cut, start, end))
                 last = cut
             if single_ending:
                 return real(out), span
@@ -359,4 +362,4 @@ class Transcriber:
         if stamps and stamps[-1] != tb:
             end = (stamps[-1] - tb) * TIME_PER_TIMESTAMP
         start = (stamps[0] - tb) * TIME_PER_TIMESTAMP if stamps else 0.0
-        return [seg(toks, start, min(end, span / sr))], span
+        return [seg(0, len(toks), start, min(end, span / sr))], span

@@ -1,0 +1,113 @@
+"""The stream's end-of-turn policy alone (milliseconds): a scripted VAD and a scripted decoder
+whose text and full-stop probability are set per test, so each rule of `StreamOptions` shows in
+how many quiet chunks a final needs."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from edge_alm.runtime.stream import Final, Stream, StreamOptions, sentence_end_prob
+from edge_alm.runtime.transcribe import Segment, TranscribeOptions, Transcription
+from edge_alm.runtime.vad import CHUNK
+
+EOT = 100  # the scripted vocabulary: ids below are text, 100 and up special
+
+
+def result(text: str, last_p: float, tokens=(5, 6, 7)) -> Transcription:
+    lps = [-0.1] * (len(tokens) - 1) + [math.log(last_p)]
+    seg = Segment(0.0, 1.0, text, [*tokens, EOT + 50], token_logprobs=[*lps, -0.01])  # a timestamp at the end
+    return Transcription(text, [seg], None, 1.0, {})
+
+
+class ScriptedDecoder:
+    """Stands in for the Transcriber: the same text and last-token probability every time."""
+
+    def __init__(self, text: str, last_p: float) -> None:
+        self.params = SimpleNamespace(sample_rate=16000)
+        self.model = SimpleNamespace(special=SimpleNamespace(eot=EOT))
+        self.text, self.last_p, self.calls = text, last_p, 0
+
+    def transcribe(self, audio, opts, speech_probs=None) -> Transcription:
+        assert speech_probs is not None and len(speech_probs) == len(audio) // CHUNK  # the stream's VAD, reused
+        self.calls += 1
+        return result(self.text, self.last_p)
+
+
+def speech_then(dec: ScriptedDecoder, quiet_chunks, **options) -> tuple[Stream, list[Final], int | None]:
+    """About 1 s of speech, then `quiet_chunks` (a list of 0 = quiet, 1 = speech) one by one.
+    Returns the stream, its finals and after how many of those chunks the first final came."""
+    stream = Stream(dec, lambda c: 0.9 if c[0] > 0 else 0.1, StreamOptions(partial_interval_s=0, **options),
+                    TranscribeOptions())
+    stream.accept_waveform(np.full(32 * CHUNK, 0.1, np.float32), 16000)  # whole chunks
+    assert not list(stream.events())
+    finals, first = [], None
+    for i, speech in enumerate(quiet_chunks, 1):
+        stream.accept_waveform(np.full(CHUNK, 0.1 * speech, np.float32), 16000)
+        finals += [e for e in stream.events() if isinstance(e, Final)]
+        if finals and first is None:
+            first = i
+    return stream, finals, first
+
+
+def quiet_chunks_to_final(text: str, last_p: float, **options) -> int | None:
+    return speech_then(ScriptedDecoder(text, last_p), [0] * 40, **options)[2]
+
+
+def test_a_sure_full_stop_ends_the_turn_after_sure_silence():
+    assert quiet_chunks_to_final("Call me back.", 0.9) == 4  # 0.1 s of 32 ms chunks
+    assert quiet_chunks_to_final("Call me back.", 0.9, sure_silence_s=0.2) == 7
+
+
+def test_the_final_is_the_speculative_decode():
+    """Decoded after one quiet chunk, confirmed by three more: the final holds the speech and that
+    one quiet chunk, and no second decode ran."""
+    dec = ScriptedDecoder("Call me back.", 0.9)
+    _, finals, _ = speech_then(dec, [0] * 10)
+    assert dec.calls == 1 and len(finals) == 1
+    assert finals[0].end == pytest.approx(33 * CHUNK / 16000)
+
+
+def test_speech_before_the_confirmation_keeps_the_turn_open():
+    dec = ScriptedDecoder("Call me back.", 0.9)
+    _, finals, first = speech_then(dec, [0, 0, 1, 1] + [0] * 10)
+    assert len(finals) == 1 and first == 8  # not at the 4th chunk: speech came back; 4 quiet chunks after it
+    assert finals[0].end == pytest.approx((32 + 4 + 1) * CHUNK / 16000)
+
+
+def test_an_unsure_full_stop_waits_min_silence_or_unsure_silence():
+    assert quiet_chunks_to_final("When the meeting is over.", 0.4) == 22  # 0.7 s
+    assert quiet_chunks_to_final("When the meeting is over.", 0.4, unsure_silence_s=0.4) == 13
+
+
+def test_no_full_stop_waits_min_silence():
+    assert quiet_chunks_to_final("When the meeting is over,", 0.99) == 22
+    assert quiet_chunks_to_final("When the meeting is over,", 0.99, unsure_silence_s=0.4) == 22
+    assert quiet_chunks_to_final("I think the answer is...", 0.99) == 22
+    assert quiet_chunks_to_final("Call me back.", 0.9, early_end=False) == 22
+
+
+@pytest.mark.parametrize("conf,quiet", [(0.0, 4), (0.5, 4), (0.95, 22)])
+def test_end_confidence_is_the_threshold(conf, quiet):
+    assert quiet_chunks_to_final("Call me back.", 0.9, end_confidence=conf) == quiet
+
+
+def test_sentence_end_prob_reads_the_last_text_token():
+    assert sentence_end_prob(result("Call me back.", 0.7), EOT) == pytest.approx(0.7)
+    assert sentence_end_prob(result("Call me back,", 0.7), EOT) == 0.0
+    assert sentence_end_prob(result("Call me back...", 0.7), EOT) == 0.0
+    empty = Transcription("", [], None, 1.0, {})
+    assert sentence_end_prob(empty, EOT) == 0.0
+    no_scores = Transcription("Call me.", [Segment(0.0, 1.0, "Call me.", [5, 6])], None, 1.0, {})
+    assert sentence_end_prob(no_scores, EOT) == 1.0
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="end_confidence"):
+        StreamOptions(end_confidence=1.5)
+    with pytest.raises(ValueError, match="unsure_silence_s"):
+        StreamOptions(unsure_silence_s=-1)
+    with pytest.raises(ValueError, match="sure_silence_s"):
+        StreamOptions(sure_silence_s=-1)
