@@ -5,11 +5,12 @@ chunks dropped and counted), the endpointer (runtime/endpointer.py: utterance bo
 the VAD probability of each chunk, computed once and reused by the transcriber), and the
 decode policy here: partials every `partial_interval_s` while speech goes on; a speculative final
 decode after `early_silence_s` of silence (and again when the pad after the last speech is
-complete). The turn then ends by what the words say: right away when the text ends a sentence
-and the decoder gave that full stop (? !) at least `end_confidence` probability; after
-`unsure_silence_s` when it ends a sentence less surely (Whisper puts a full stop after
-mid-sentence fragments too, with less confidence: "When the meeting is over."); else after
-`min_silence_s`. A final is exactly what offline transcription of its segment gives.
+complete). The turn then ends by what the words say: when the text ends a sentence and the
+decoder gave that full stop (? !) at least `end_confidence` probability, as soon as
+`sure_silence_s` of silence confirms it, with that decode as the final (Whisper puts a full stop
+after mid-sentence fragments too, less surely: "When the meeting is over."); else after
+`min_silence_s` (or `unsure_silence_s` for a less sure full stop, off by default: it splits
+turns). A final is exactly what offline transcription of its segment gives.
 """
 
 from __future__ import annotations
