@@ -73,7 +73,10 @@ def test_sample_rates_give_the_same_finals(default_model, utterances, rate):
     assert small == large
     assert len(small) == len(ref)
     for (_, start, end), f in zip(small, ref):
-        assert abs(start - f.start) <= 0.15 and abs(end - f.end) <= 0.15  # a few 32 ms VAD chunks
+        assert abs(start - f.start) <= 0.15  # a few 32 ms VAD chunks
+        # the end also moves by the pad when the decoder is sure of the full stop at one rate and not at
+        # the other (the final then ends one quiet chunk after the speech, else 0.2 s after it)
+        assert abs(end - f.end) <= 0.15 + 0.2
 
 
 def test_silence_in_nothing_out(default_model):
