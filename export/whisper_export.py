@@ -14,6 +14,7 @@ from edge_alm.export.graph_export import MIN_QUANT_COSINE, export_onnx, logit_co
 from edge_alm.export.quantize import quantize_graph
 from edge_alm.export.whisper_graphs import WhisperDecoderGraph, WhisperEncoderGraph
 from edge_alm.runtime.manifest import DecoderShape, FeatureParams, SpecialTokens, write_manifest
+from edge_alm.runtime.seq2seq import cross_feeds, cross_input_names
 from tqdm import tqdm
 
 
@@ -42,22 +43,22 @@ def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) ->
     L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
     dh = cfg.d_model // H
     past = torch.zeros(L, 1, H, 2, dh)
-    cross = torch.randn(L, 1, H, 100, dh)
+    cross = [torch.randn(1, H, 100, dh) for _ in range(2 * L)]
+    cross_names = cross_input_names(L)
     axes = {
         "tokens": {0: "batch", 1: "new"},
         "self_k": past_axes,
         "self_v": past_axes,
-        "cross_k": cross_axes,
-        "cross_v": cross_axes,
+        **{name: {0: "batch", 2: "audio_positions"} for name in cross_names},
         "logits": {0: "batch", 1: "new_logits"},
         "present_k": present_axes,
         "present_v": present_axes,
     }
     export_onnx(
         WhisperDecoderGraph(model, untie_output),
-        (torch.tensor([[1, 2, 3]]), past, past, cross, cross, torch.tensor([1])),
+        (torch.tensor([[1, 2, 3]]), past, past, torch.tensor([1]), *cross),
         dec_path,
-        ["tokens", "self_k", "self_v", "cross_k", "cross_v", "logits_from"],
+        ["tokens", "self_k", "self_v", "logits_from", *cross_names],
         ["logits", "present_k", "present_v"],
         axes,
     )
@@ -100,7 +101,7 @@ def check_parity(model: torch.nn.Module, enc_path: Path, dec_path: Path, tol: fl
 
 
 def _cross_feeds(ck: np.ndarray, cv: np.ndarray, logits_from: int = 0) -> dict[str, np.ndarray]:
-    return {"cross_k": ck, "cross_v": cv, "logits_from": np.array([logits_from], np.int64)}
+    return {**cross_feeds(ck, cv), "logits_from": np.array([logits_from], np.int64)}
 
 
 def _logits(enc: Path, dec: Path, feats: np.ndarray, tokens: np.ndarray) -> np.ndarray:

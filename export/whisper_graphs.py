@@ -4,7 +4,8 @@ They reuse the parameters of a Hugging Face `WhisperForConditionalGeneration` bu
 attention out, so the ONNX graphs have exactly the interface the runtime expects:
 
     encoder:  input_features (B, n_mels, T)  ->  cross_k, cross_v (L, B, H, T/2, Dh)
-    decoder:  tokens (B, N), self_k, self_v (L, B, H, P, Dh), cross_k, cross_v, logits_from (1,)
+    decoder:  tokens (B, N), self_k, self_v (L, B, H, P, Dh), logits_from (1,), cross_k.i, cross_v.i (B, H, S, Dh)
+              for each layer i
               ->  logits (B, N - logits_from, V), present_k, present_v (L, B, H, P+N, Dh)
 
 The encoder runs on any even number of frames up to the model's 30 s window (it slices
@@ -104,11 +105,13 @@ class WhisperDecoderGraph(nn.Module):
         tokens: torch.Tensor,  # (B, N) int64
         self_k: torch.Tensor,  # (L, B, H, P, Dh)
         self_v: torch.Tensor,
-        cross_k: torch.Tensor,  # (L, B, H, S, Dh)
-        cross_v: torch.Tensor,
         logits_from: torch.Tensor,  # (1,) int64: logits only for positions >= this (the prompt's rest is context)
+        *cross: torch.Tensor,  # L cross K, then L cross V, each (B, H, S, Dh)
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # One input per layer: slicing a stacked (L, ...) input copies it every step (a Split that
+        # took 27 % of a step at S = 1500), while per-layer inputs are views of the encoder's output.
         d = self.dec
+        cross_k, cross_v = cross[: len(d.layers)], cross[len(d.layers) :]
         past = self_k.shape[3]
         n = tokens.shape[1]
         x = d.embed_tokens(tokens) + d.embed_positions.weight[past : past + n]  # (B, N, C)

@@ -46,6 +46,16 @@ def whisper_filter(opts: DecodeOptions, special: SpecialTokens, suppress: np.nda
     return lambda logits, generated: filter_logits(logits, generated, opts, special, suppress)
 
 
+def cross_input_names(n_layers: int) -> list[str]:
+    """The decoder graph's cross-attention inputs, one per layer: cross_k.0 .. cross_k.{L-1}, then cross_v.*"""
+    return [f"cross_{kv}.{i}" for kv in "kv" for i in range(n_layers)]
+
+
+def cross_feeds(cross_k: np.ndarray, cross_v: np.ndarray) -> dict[str, np.ndarray]:
+    """Stacked cross K/V, each (L, B, H, S, Dh), as the decoder's per-layer inputs: views, no copy."""
+    return dict(zip(cross_input_names(len(cross_k)), [*cross_k, *cross_v]))
+
+
 class Seq2SeqState:
     """One request's decoder state: the self-attention cache and the window's cross K/V."""
 
@@ -79,6 +89,8 @@ class Seq2SeqModel:
         self.decoder = GraphSession(manifest.graph_path("decoder"), manifest.graphs["decoder"].sha256, config)
         # bundles exported before the decoder's logits_from input return every position's logits
         self._sliced_logits = "logits_from" in self.decoder.inputs
+        # bundles exported before the per-layer cross inputs take the stacked (L, ...) tensors
+        self._stacked_cross = "cross_k" in self.decoder.inputs
         self.special = manifest.tokens
         self._suppress = suppress_ids(manifest.tokens)
         d = manifest.decoder
@@ -96,8 +108,11 @@ class Seq2SeqModel:
     ) -> np.ndarray:
         """Run the decoder on new tokens (B, N), extend the cache, return the logits of positions
         logits_from.. (B, N - logits_from, V)."""
-        feeds = {"tokens": tokens.astype(np.int64), "self_k": cache.k, "self_v": cache.v, "cross_k": cross[0]}
-        feeds["cross_v"] = cross[1]
+        feeds = {"tokens": tokens.astype(np.int64), "self_k": cache.k, "self_v": cache.v}
+        if self._stacked_cross:
+            feeds.update(cross_k=cross[0], cross_v=cross[1])
+        else:
+            feeds.update(cross_feeds(*cross))
         if self._sliced_logits:
             feeds["logits_from"] = np.array([logits_from], np.int64)
         logits, k, v = self.decoder.run(feeds)

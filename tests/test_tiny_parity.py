@@ -125,3 +125,18 @@ def test_encoder_self_attention_is_fused(setup):
     fused = [n for n in graph.node if n.op_type == "MultiHeadAttention"]
     assert len(fused) == hf.config.encoder_layers
     assert not [n for n in graph.node if n.op_type == "Softmax"]
+
+
+def test_decoder_reads_each_layers_cross_kv_without_a_copy(setup):
+    """The decoder takes one cross K/V input per layer, fed as views of the encoder's stacked
+    output: a stacked input was sliced by a Split that copied it every step. The parity tests
+    above run through these inputs."""
+    from edge_alm.runtime.seq2seq import cross_feeds, cross_input_names
+
+    hf, rt, feats, _ = setup
+    n = hf.config.decoder_layers
+    assert [i for i in rt.decoder.inputs if i.startswith("cross_")] == cross_input_names(n)
+    ck, cv = rt.encode(feats)
+    feeds = cross_feeds(ck, cv)
+    assert all(np.shares_memory(feeds[f"cross_k.{i}"], ck) and np.shares_memory(feeds[f"cross_v.{i}"], cv)
+               for i in range(n))
