@@ -6,8 +6,8 @@ Chunks are counted from the start of the stream. An utterance opens on a speech 
 `min_silence` non-speech chunks, keeping `pad` chunks after its last speech. After `early`
 silent chunks, and again after `pad`, a `pad` boundary tells the decode policy that the audio
 a final would hold is there (up to now): the policy may decode it and, once sure, end the turn
-at that chunk (`close_now(end)`) instead of waiting for the rest of the silence. Utterances reaching `max_len`
-chunks are cut at their quietest chunk in the last third and go on.
+at that chunk (`close_now(end)`) instead of waiting for the rest of the silence. Utterances
+reaching `max_len` chunks are cut at their quietest chunk in the last third and go on.
 """
 
 from __future__ import annotations

@@ -219,21 +219,27 @@ class Stream:
             self._candidate = None
         for b in self.ep.push(p):
             self._boundary(b)
-        c = self._candidate
-        if self.opts.early_end and self.ep.is_open and c is not None and c[2] > 0:
-            silence = self.ep.silence
-            if c[2] >= self.opts.end_confidence and silence >= self._sure:
-                for b in self.ep.close_now(end=c[0]):  # the final is the decode that was sure
-                    self._boundary(b)
-            elif self._unsure is not None and silence >= self._unsure:
-                for b in self.ep.close_now():
-                    self._boundary(b)
+        self._maybe_end_turn()
         self.stats.processed_s = self.ep.n * CHUNK / self.sr
         if self.ep.is_open:
             self._since_partial += 1
             self._maybe_partial()
         else:  # idle: keep only what a next utterance may reach back to
             self._forget(max(self.ep.n - self._pad, self.ep.floor))
+
+    def _maybe_end_turn(self) -> None:
+        """End the open turn before min_silence_s when the speculative final ends a sentence."""
+        c = self._candidate
+        if not (self.opts.early_end and self.ep.is_open and c is not None and c[2] > 0):
+            return
+        if c[2] >= self.opts.end_confidence and self.ep.silence >= self._sure:
+            closing = self.ep.close_now(end=c[0])  # the final is the decode that was sure
+        elif self._unsure is not None and self.ep.silence >= self._unsure:
+            closing = self.ep.close_now()
+        else:
+            return
+        for b in closing:
+            self._boundary(b)
 
     def _forget(self, upto: int) -> None:
         k = upto - self._base
