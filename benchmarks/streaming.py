@@ -151,7 +151,10 @@ CONFIGS = {
         early_end=False, partial_min_window_s=10.0, min_silence_s=0.4, min_speech_s=0.25, early_silence_s=0.2
     ),
     "previous default: any full stop ends the turn at 0.2 s, else 0.7 s": StreamOptions(
-        early_silence_s=0.2, sure_silence_s=0.192, **ANY_STOP, **BASE  # both at the pad: 6 chunks of 32 ms
+        early_silence_s=0.2,
+        sure_silence_s=0.192,
+        **ANY_STOP,
+        **BASE,  # both at the pad: 6 chunks of 32 ms
     ),
     "any full stop at 0.1 s, else 0.7 s": StreamOptions(early_silence_s=0.1, sure_silence_s=0.1, **ANY_STOP, **BASE),
     "sure full stop (p >= 0.6) decoded and ending at 0.1 s, else 0.7 s": StreamOptions(

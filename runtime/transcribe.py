@@ -92,6 +92,7 @@ class Transcription:
 AFTER_AUDIO_S = 0.1  # segments starting later than this before the audio's end are dropped
 REPEAT_MIN_WORDS = 3  # a segment this long that repeats the one before word for word ...
 REPEAT_MAX_SPAN = 0.6  # ... in under this fraction of the first one's time is dropped
+DROPPED_WORDS_RATIO = 0.5  # a hot try with under this fraction of a colder sure try's words dropped speech
 
 
 def repeats(seg: Segment, prev: Segment | None) -> bool:
@@ -174,7 +175,7 @@ class Transcriber:
     def _decode_with_fallback(
         self, cross, prompt: list[int], opts: TranscribeOptions, base: DecodeOptions
     ) -> DecodeResult:
-        tries = []
+        tries: list[DecodeResult] = []
         for i, t in enumerate(opts.temperatures):
             d = replace(base, temperature=t, beam_size=opts.beam_size if t == 0 else 1, seed=i)
             result = self.model.decode(cross, prompt, d)
@@ -184,6 +185,13 @@ class Transcriber:
                 break  # silence: a hotter retry would only invent words
             looping = compression_ratio(text) > opts.compression_ratio_threshold or not result.finished
             if not looping and result.avg_logprob >= opts.logprob_threshold:
+                # Speech that really repeats fails the compression check cold; a hot decode can then
+                # pass by saying the sentence once for the whole window (4 repeats -> 1, measured).
+                # A colder sure try that said far more is the better reading.
+                sure = self._sure_tries(tries[:-1], opts)
+                best = max(sure, key=lambda r: r.avg_logprob) if sure else None
+                if best is not None and self._words(result) < DROPPED_WORDS_RATIO * self._words(best):
+                    return best
                 return result
         # Every try failed a check, or the last one reads as silence. Speech that really repeats
         # (a sentence said three times) fails the compression check at every temperature while
@@ -191,13 +199,20 @@ class Transcriber:
         # silence. So a try that ended, was confident and has no loop inside one timestamped
         # segment ("I'm afraid I'm afraid ...", which beam search ends confidently) wins; else the
         # last try, as Whisper (the most confident unsure one added words on 0 dB noise here).
+        sure = self._sure_tries(tries, opts)
+        return max(sure, key=lambda r: r.avg_logprob) if sure else result
+
+    def _sure_tries(self, tries: list[DecodeResult], opts: TranscribeOptions) -> list[DecodeResult]:
+        """Tries that ended, were confident and have no loop inside one timestamped segment."""
         limit = opts.compression_ratio_threshold
-        sure = [
+        return [
             r
             for r in tries
             if r.finished and r.avg_logprob >= opts.logprob_threshold and self._segment_ratio(r.tokens) <= limit
         ]
-        return max(sure, key=lambda r: r.avg_logprob) if sure else result
+
+    def _words(self, r: DecodeResult) -> int:
+        return len(self.tokenizer.decode(r.tokens).split())
 
     def _segment_ratio(self, tokens: list[int]) -> float:
         """The highest compression ratio of the text between two timestamp tokens."""

@@ -164,3 +164,9 @@ def test_fallback_keeps_a_confident_repeating_decode_but_not_a_loop(default_mode
     assert script(*[res(loop, -0.2)] * 5, hot_loop) is hot_loop
     last = res(garbled, -1.5)
     assert script(*[res(garbled, -1.3)] * 5, last) is last
+    # a hot try that passes every check by saying the repeated sentence once loses to the cold
+    # try that said it four times (measured on the dev set's `repeated2`); one that says as much wins
+    once = res([tb, *sent, tb + 390], -0.7)
+    assert script(rep, rep, rep, once) is rep
+    twice = res([tb, *sent, tb + 190, tb + 200, *sent, tb + 390], -0.7)  # half the words: not dropped
+    assert script(rep, rep, rep, twice) is twice

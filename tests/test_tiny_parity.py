@@ -138,5 +138,6 @@ def test_decoder_reads_each_layers_cross_kv_without_a_copy(setup):
     assert [i for i in rt.decoder.inputs if i.startswith("cross_")] == cross_input_names(n)
     ck, cv = rt.encode(feats)
     feeds = cross_feeds(ck, cv)
-    assert all(np.shares_memory(feeds[f"cross_k.{i}"], ck) and np.shares_memory(feeds[f"cross_v.{i}"], cv)
-               for i in range(n))
+    assert all(
+        np.shares_memory(feeds[f"cross_k.{i}"], ck) and np.shares_memory(feeds[f"cross_v.{i}"], cv) for i in range(n)
+    )

@@ -39,8 +39,9 @@ class ScriptedDecoder:
 def speech_then(dec: ScriptedDecoder, quiet_chunks, **options) -> tuple[Stream, list[Final], int | None]:
     """About 1 s of speech, then `quiet_chunks` (a list of 0 = quiet, 1 = speech) one by one.
     Returns the stream, its finals and after how many of those chunks the first final came."""
-    stream = Stream(dec, lambda c: 0.9 if c[0] > 0 else 0.1, StreamOptions(partial_interval_s=0, **options),
-                    TranscribeOptions())
+    stream = Stream(
+        dec, lambda c: 0.9 if c[0] > 0 else 0.1, StreamOptions(partial_interval_s=0, **options), TranscribeOptions()
+    )
     stream.accept_waveform(np.full(32 * CHUNK, 0.1, np.float32), 16000)  # whole chunks
     assert not list(stream.events())
     finals, first = [], None
