@@ -141,3 +141,22 @@ def test_decoder_reads_each_layers_cross_kv_without_a_copy(setup):
     assert all(
         np.shares_memory(feeds[f"cross_k.{i}"], ck) and np.shares_memory(feeds[f"cross_v.{i}"], cv) for i in range(n)
     )
+
+
+def test_beams_share_one_copy_of_the_cross_kv(setup):
+    """Beam search feeds the decoder one (1, H, S, Dh) cross K/V for all beams (its MatMuls
+    broadcast the batch); the beam parity test above checks the tokens that come out."""
+    _, rt, feats, prompt = setup
+    seen, run = [], rt.decoder.run
+
+    def spy(feeds):
+        seen.append((feeds["tokens"].shape[0], feeds["cross_k.0"].shape[0]))
+        return run(feeds)
+
+    rt.decoder.run = spy  # instance attribute, removed below
+    try:
+        rt.decode(rt.encode(feats), prompt, DecodeOptions(beam_size=4, max_new_tokens=6, timestamps=False))
+    finally:
+        del rt.decoder.run
+    assert max(b for b, _ in seen) == 4
+    assert {c for _, c in seen} == {1}
