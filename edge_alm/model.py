@@ -13,7 +13,7 @@ from edge_alm.runtime.alm import AlmModel, Answer, AskOptions, Chat
 from edge_alm.runtime.blockdecoder import BlockDecoderModel
 from edge_alm.runtime.manifest import Manifest, load_manifest
 from edge_alm.runtime.seq2seq import Seq2SeqModel
-from edge_alm.runtime.session import GraphSession, SessionConfig
+from edge_alm.runtime.session import GraphSession, SessionConfig, release_free_heap
 from edge_alm.runtime.stream import Final, Partial, Stream, StreamOptions
 from edge_alm.runtime.tokenizer import TextTokenizer
 from edge_alm.runtime.transcribe import Segment, TranscribeOptions, Transcriber, Transcription, check_options
@@ -84,11 +84,13 @@ class EdgeALM:
         """Load a bundle directory. threads=0 lets onnxruntime use every core; block_size
         overrides a blockdecoder bundle's K."""
         manifest = load_manifest(bundle, verify=verify)
-        return cls(
+        model = cls(
             manifest,
             SessionConfig(threads=check_threads(threads), cache_optimized=cache_optimized, verify_cache=verify),
             block_size,
         )
+        release_free_heap()
+        return model
 
     @property
     def sample_rate(self) -> int:

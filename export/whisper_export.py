@@ -14,7 +14,7 @@ from edge_alm.export.graph_export import MIN_QUANT_COSINE, export_onnx, logit_co
 from edge_alm.export.quantize import quantize_graph
 from edge_alm.export.whisper_graphs import WhisperDecoderGraph, WhisperEncoderGraph
 from edge_alm.runtime.manifest import DecoderShape, FeatureParams, SpecialTokens, write_manifest
-from edge_alm.runtime.seq2seq import cross_feeds, cross_input_names
+from edge_alm.runtime.seq2seq import cross_feeds, cross_input_names, split_cross
 from tqdm import tqdm
 
 
@@ -30,26 +30,26 @@ def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) ->
     enc_path, dec_path = out / "encoder.onnx", out / "decoder.onnx"
     feats = torch.randn(1, cfg.num_mel_bins, 200)
     # distinct axis names: onnxruntime assumes equal names mean equal sizes
-    cross_axes = {1: "batch", 3: "audio_positions"}
     past_axes, present_axes = {1: "batch", 3: "past"}, {1: "batch", 3: "past_plus_new"}
+    L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
+    cross_names = cross_input_names(L)
+    cross_axes = {name: {0: "batch", 2: "audio_positions"} for name in cross_names}
     export_onnx(
-        WhisperEncoderGraph(model),
+        WhisperEncoderGraph(model, per_layer=True),
         (feats,),
         enc_path,
         ["input_features"],
-        ["cross_k", "cross_v"],
-        {"input_features": {0: "batch", 2: "frames"}, "cross_k": cross_axes, "cross_v": cross_axes},
+        cross_names,
+        {"input_features": {0: "batch", 2: "frames"}, **cross_axes},
     )
-    L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
     dh = cfg.d_model // H
     past = torch.zeros(L, 1, H, 2, dh)
     cross = [torch.randn(1, H, 100, dh) for _ in range(2 * L)]
-    cross_names = cross_input_names(L)
     axes = {
         "tokens": {0: "batch", 1: "new"},
         "self_k": past_axes,
         "self_v": past_axes,
-        **{name: {0: "batch", 2: "audio_positions"} for name in cross_names},
+        **cross_axes,
         "logits": {0: "batch", 1: "new_logits"},
         "present_k": present_axes,
         "present_v": present_axes,
@@ -79,7 +79,7 @@ def check_parity(model: torch.nn.Module, enc_path: Path, dec_path: Path, tol: fl
         ref = model(encoder_outputs=(enc,), decoder_input_ids=tokens).logits.numpy()
     enc_s = ort.InferenceSession(str(enc_path), providers=["CPUExecutionProvider"])
     dec_s = ort.InferenceSession(str(dec_path), providers=["CPUExecutionProvider"])
-    ck, cv = enc_s.run(None, {"input_features": feats.numpy()})
+    ck, cv = split_cross(enc_s.run(None, {"input_features": feats.numpy()}), _names(enc_s))
     L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
     empty = np.zeros((L, 1, H, 0, cfg.d_model // H), np.float32)
     # two passes (3 tokens, then 1 with the cache) exercise the cache path too
@@ -104,11 +104,17 @@ def _cross_feeds(ck: np.ndarray, cv: np.ndarray, logits_from: int = 0) -> dict[s
     return {**cross_feeds(ck, cv), "logits_from": np.array([logits_from], np.int64)}
 
 
+def _names(session) -> list[str]:
+    return [o.name for o in session.get_outputs()]
+
+
 def _logits(enc: Path, dec: Path, feats: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
-    ck, cv = ort.InferenceSession(str(enc), providers=["CPUExecutionProvider"]).run(None, {"input_features": feats})
-    empty = np.zeros((*ck.shape[:3], 0, ck.shape[4]), np.float32)
+    enc_s = ort.InferenceSession(str(enc), providers=["CPUExecutionProvider"])
+    ck, cv = split_cross(enc_s.run(None, {"input_features": feats}), _names(enc_s))
+    b, h, _, dh = ck[0].shape
+    empty = np.zeros((len(ck), b, h, 0, dh), np.float32)
     dec_s = ort.InferenceSession(str(dec), providers=["CPUExecutionProvider"])
     feeds = {"tokens": tokens, "self_k": empty, "self_v": empty, **_cross_feeds(ck, cv)}
     return dec_s.run(None, feeds)[0].reshape(-1)

@@ -3,7 +3,7 @@
 They reuse the parameters of a Hugging Face `WhisperForConditionalGeneration` but spell the
 attention out, so the ONNX graphs have exactly the interface the runtime expects:
 
-    encoder:  input_features (B, n_mels, T)  ->  cross_k, cross_v (L, B, H, T/2, Dh)
+    encoder:  input_features (B, n_mels, T)  ->  cross_k.i, cross_v.i (B, H, T/2, Dh) for each decoder layer i
     decoder:  tokens (B, N), self_k, self_v (L, B, H, P, Dh), logits_from (1,), cross_k.i, cross_v.i (B, H, S, Dh)
               for each layer i
               ->  logits (B, N - logits_from, V), present_k, present_v (L, B, H, P+N, Dh)
@@ -72,19 +72,27 @@ def whisper_encoder_hidden(enc: nn.Module, input_features: torch.Tensor, n_heads
 
 
 class WhisperEncoderGraph(nn.Module):
-    """Audio encoder plus every decoder layer's cross-attention K/V projections."""
+    """Audio encoder plus every decoder layer's cross-attention K/V projections.
 
-    def __init__(self, hf_model: nn.Module) -> None:
+    per_layer: one output per layer and K/V (cross_k.i, cross_v.i, each (B, H, S, Dh)), as the
+    decoder reads them; else two stacked outputs (L, B, H, S, Dh). Stacking kept the per-layer
+    tensors and their stacked copy alive at once: the encoder's peak at a 30 s window was about
+    three copies of the cross K/V (37 MB each for whisper-base)."""
+
+    def __init__(self, hf_model: nn.Module, per_layer: bool = False) -> None:
         super().__init__()
         self.enc = hf_model.model.encoder
         self.dec_layers = hf_model.model.decoder.layers
         self.n_heads = hf_model.config.encoder_attention_heads
         self.n_dec_heads = hf_model.config.decoder_attention_heads
+        self.per_layer = per_layer
 
-    def forward(self, input_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.enc.layer_norm(whisper_encoder_hidden(self.enc, input_features, self.n_heads))  # (B, S, C)
         ks = [split_heads(layer.encoder_attn.k_proj(x), self.n_dec_heads) for layer in self.dec_layers]
         vs = [split_heads(layer.encoder_attn.v_proj(x), self.n_dec_heads) for layer in self.dec_layers]
+        if self.per_layer:
+            return (*ks, *vs)  # 2L tensors (B, H, S, Dh)
         return torch.stack(ks), torch.stack(vs)  # (L, B, H, S, Dh) each
 
 

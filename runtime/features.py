@@ -52,18 +52,28 @@ def _hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic
 
 
-def _power_spectrum(x: np.ndarray, params: FeatureParams) -> np.ndarray:
-    """Centred STFT power, one row per hop: (1 + len(x) // hop, n_fft // 2 + 1)."""
+BLOCK_FRAMES = 500  # STFT frames per block: a 30 s window at once held about 40 MB of float64 temporaries
+
+
+def _mel_power(x: np.ndarray, params: FeatureParams, filters: np.ndarray) -> np.ndarray:
+    """Centred STFT power through the mel filters, one row per hop: (1 + len(x) // hop, n_mels).
+    Computed in blocks of frames (each row is independent), so the (T, n_fft) frames and their
+    complex spectrum never exist for the whole window at once."""
     x = np.pad(x, params.n_fft // 2, mode="reflect")
     n_frames = 1 + (len(x) - params.n_fft) // params.hop_length
-    frames = np.lib.stride_tricks.sliding_window_view(x, params.n_fft)[:: params.hop_length][:n_frames]
-    return np.abs(np.fft.rfft(frames * _hann(params.n_fft), axis=-1)) ** 2
+    frames = np.lib.stride_tricks.sliding_window_view(x, params.n_fft)[:: params.hop_length][:n_frames]  # a view
+    window = _hann(params.n_fft)
+    out = np.empty((n_frames, filters.shape[1]))
+    for i in range(0, n_frames, BLOCK_FRAMES):
+        spec = np.abs(np.fft.rfft(frames[i : i + BLOCK_FRAMES] * window, axis=-1)) ** 2  # (block, F)
+        out[i : i + BLOCK_FRAMES] = spec @ filters
+    return out
 
 
 def power_db_mel(samples: np.ndarray, params: FeatureParams) -> np.ndarray:
     """10 * log10 power mel (1 + len // hop, n_mels) of mono float samples at params.sample_rate."""
-    spec = _power_spectrum(np.asarray(samples, np.float64), params)  # (T, F)
-    mel = spec @ mel_filters(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
+    filters = mel_filters(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
+    mel = _mel_power(np.asarray(samples, np.float64), params, filters)  # (T, n_mels)
     return (10.0 * np.log10(np.maximum(mel, 1e-10))).astype(np.float32)  # (T, n_mels)
 
 
@@ -78,8 +88,7 @@ def log_mel(samples: np.ndarray, params: FeatureParams, n_samples: int | None = 
     x = np.zeros(n_samples, dtype=np.float64)
     m = min(len(samples), n_samples)
     x[:m] = samples[:m]
-    spec = _power_spectrum(x, params)  # (T + 1, F)
-    mel = spec[:-1] @ mel_filters(params.sample_rate, params.n_fft, params.n_mels)  # (T, n_mels)
+    mel = _mel_power(x, params, mel_filters(params.sample_rate, params.n_fft, params.n_mels))[:-1]  # (T, n_mels)
     logspec = np.log10(np.maximum(mel, 1e-10))
     logspec = np.maximum(logspec, logspec.max() - 8.0)
     return ((logspec + 4.0) / 4.0).T.astype(np.float32)  # (n_mels, T)

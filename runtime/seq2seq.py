@@ -7,6 +7,7 @@ once per window; each decoder pass feeds only the new tokens plus the self-atten
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,15 +52,29 @@ def cross_input_names(n_layers: int) -> list[str]:
     return [f"cross_{kv}.{i}" for kv in "kv" for i in range(n_layers)]
 
 
-def cross_feeds(cross_k: np.ndarray, cross_v: np.ndarray) -> dict[str, np.ndarray]:
-    """Stacked cross K/V, each (L, B, H, S, Dh), as the decoder's per-layer inputs: views, no copy."""
+# A window's cross K/V: per layer, K then V. Each is a list of L arrays (B, H, S, Dh) or, from
+# bundles exported before the encoder's per-layer outputs, one stacked array (L, B, H, S, Dh).
+CrossKV = tuple[Sequence[np.ndarray], Sequence[np.ndarray]]
+
+
+def split_cross(outputs: list[np.ndarray], names: list[str]) -> CrossKV:
+    """The encoder's outputs, named `names`, as (K, V): 2L per-layer arrays, or the two stacked
+    ones (cross_k, cross_v) of old bundles."""
+    if names == ["cross_k", "cross_v"]:
+        return outputs[0], outputs[1]
+    n = len(outputs) // 2
+    return outputs[:n], outputs[n:]
+
+
+def cross_feeds(cross_k: Sequence[np.ndarray], cross_v: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Cross K/V, per layer or stacked, as the decoder's per-layer inputs: no copy."""
     return dict(zip(cross_input_names(len(cross_k)), [*cross_k, *cross_v]))
 
 
 class Seq2SeqState:
     """One request's decoder state: the self-attention cache and the window's cross K/V."""
 
-    def __init__(self, model: Seq2SeqModel, cross: tuple[np.ndarray, np.ndarray]) -> None:
+    def __init__(self, model: Seq2SeqModel, cross: CrossKV) -> None:
         self.model = model
         self.cross = cross
         n_layers, n_heads, head_dim = model._shape
@@ -100,16 +115,14 @@ class Seq2SeqModel:
         d = manifest.decoder
         self._shape = (d.n_layers, d.n_heads, d.head_dim)
 
-    def encode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n_mels, T) or (B, n_mels, T) log-mel -> cross K/V, each (L, B, H, T/2, Dh)."""
+    def encode(self, features: np.ndarray) -> CrossKV:
+        """(n_mels, T) or (B, n_mels, T) log-mel -> cross K/V, L arrays (B, H, T/2, Dh) each."""
         if features.ndim == 2:
             features = features[None]
-        k, v = self.encoder.run({"input_features": np.ascontiguousarray(features, np.float32)})
-        return k, v
+        outputs = self.encoder.run({"input_features": np.ascontiguousarray(features, np.float32)})
+        return split_cross(outputs, self.encoder.outputs)
 
-    def step(
-        self, tokens: np.ndarray, cache: KVCache, cross: tuple[np.ndarray, np.ndarray], logits_from: int = 0
-    ) -> np.ndarray:
+    def step(self, tokens: np.ndarray, cache: KVCache, cross: CrossKV, logits_from: int = 0) -> np.ndarray:
         """Run the decoder on new tokens (B, N), extend the cache, return the logits of positions
         logits_from.. (B, N - logits_from, V)."""
         feeds = {"tokens": tokens.astype(np.int64), "self_k": cache.k, "self_v": cache.v}
@@ -123,7 +136,7 @@ class Seq2SeqModel:
         cache.update(k, v)
         return logits if self._sliced_logits else logits[:, logits_from:]
 
-    def detect_language(self, cross: tuple[np.ndarray, np.ndarray]) -> str:
+    def detect_language(self, cross: CrossKV) -> str:
         """The language code whose token is likeliest right after <|startoftranscript|>."""
         s = self.special
         cache = KVCache(self._shape[0], 1, self._shape[1], self._shape[2])
@@ -142,7 +155,7 @@ class Seq2SeqModel:
         row = logits[0, prompt.index(self.special.sot) - start].astype(np.float64)
         return float(np.exp(log_softmax(row[None])[0, self.special.no_speech]))
 
-    def decode(self, cross: tuple[np.ndarray, np.ndarray], prompt: list[int], opts: DecodeOptions) -> DecodeResult:
+    def decode(self, cross: CrossKV, prompt: list[int], opts: DecodeOptions) -> DecodeResult:
         if opts.block_size is not None:
             raise ValueError("block_size applies to blockdecoder bundles; this bundle is seq2seq")
         budget = min(opts.max_new_tokens, self.manifest.decoder.max_length - len(prompt))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 from dataclasses import dataclass, replace
@@ -30,6 +31,15 @@ def encoder_config(config: SessionConfig) -> SessionConfig:
     speed (whisper-base int8, 2 threads). Decoders keep it: without it beam 5 took 1.7x as long
     and the SmolLM2 step 5 % longer (many small per-step buffers)."""
     return replace(config, memory_arena=False)
+
+
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing).
+    Building sessions frees the parsed graphs' buffers, which glibc keeps: whisper-base int8
+    held 236 MB after loading, 215 MB after this."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _optimized_path(graph: Path, sha256: str) -> Path:

@@ -128,19 +128,19 @@ def test_encoder_self_attention_is_fused(setup):
 
 
 def test_decoder_reads_each_layers_cross_kv_without_a_copy(setup):
-    """The decoder takes one cross K/V input per layer, fed as views of the encoder's stacked
-    output: a stacked input was sliced by a Split that copied it every step. The parity tests
-    above run through these inputs."""
+    """The encoder writes one cross K/V output per layer and the decoder takes them as they are:
+    a stacked decoder input was sliced by a Split that copied it every step, and stacked encoder
+    outputs kept two copies alive at the encoder's peak. The parity tests above run through these."""
     from edge_alm.runtime.seq2seq import cross_feeds, cross_input_names
 
     hf, rt, feats, _ = setup
     n = hf.config.decoder_layers
     assert [i for i in rt.decoder.inputs if i.startswith("cross_")] == cross_input_names(n)
+    assert rt.encoder.outputs == cross_input_names(n)
     ck, cv = rt.encode(feats)
+    assert len(ck) == len(cv) == n and ck[0].shape[:2] == (1, hf.config.decoder_attention_heads)
     feeds = cross_feeds(ck, cv)
-    assert all(
-        np.shares_memory(feeds[f"cross_k.{i}"], ck) and np.shares_memory(feeds[f"cross_v.{i}"], cv) for i in range(n)
-    )
+    assert all(feeds[f"cross_k.{i}"] is ck[i] and feeds[f"cross_v.{i}"] is cv[i] for i in range(n))
 
 
 def test_beams_share_one_copy_of_the_cross_kv(setup):
@@ -160,3 +160,18 @@ def test_beams_share_one_copy_of_the_cross_kv(setup):
         del rt.decoder.run
     assert max(b for b, _ in seen) == 4
     assert {c for _, c in seen} == {1}
+
+
+def test_split_cross_reads_per_layer_and_stacked_encoder_outputs():
+    """Bundles exported before the encoder's per-layer outputs return two stacked arrays; both
+    forms feed the decoder's per-layer inputs without a copy."""
+    from edge_alm.runtime.seq2seq import cross_feeds, cross_input_names, split_cross
+
+    per_layer = [np.full((1, 2, 5, 4), i, np.float32) for i in range(4)]  # L = 2: k0 k1 v0 v1
+    k, v = split_cross(per_layer, cross_input_names(2))
+    assert [a[0, 0, 0, 0] for a in (*k, *v)] == [0, 1, 2, 3]
+    stacked = [np.stack(per_layer[:2]), np.stack(per_layer[2:])]
+    k, v = split_cross(stacked, ["cross_k", "cross_v"])
+    feeds = cross_feeds(k, v)
+    assert list(feeds) == cross_input_names(2)
+    assert feeds["cross_v.1"][0, 0, 0, 0] == 3 and np.shares_memory(feeds["cross_v.1"], stacked[1])
