@@ -16,7 +16,8 @@ SAMPLE := samples/demo.wav
 THREADS ?= 2
 DEMO_TEXT := Edge inference runs speech recognition on small devices, without a network connection. Please call me back when you get home tonight.
 
-.PHONY: demo test lint bench bench-alm arm64-check debian venv bundle clean blockdecoder-train alm-qa-train
+.PHONY: demo test lint bench bench-alm arm64-check debian venv bundle clean blockdecoder-train alm-qa-train \
+	end-of-turn-train
 
 # Debian packages: espeak-ng (speech for the demo and tests), libsndfile (audio I/O),
 # PortAudio (microphone); tests add PulseAudio and ALSA's pulse plugin for a virtual microphone.
@@ -94,6 +95,11 @@ alm-qa-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min
 alm-qa-train: debian $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps speechmos==0.0.1.1
 	$(VENV)/bin/edge-alm export alm-qa --save-adapter $(QA_WEIGHTS) --lm-quantize int8-block --out $(QA_BUNDLE)
+
+# Retrain the end-of-turn text model the stream uses (seconds): writes edge_alm/data/end_of_turn.npz.
+end-of-turn-train: PKGS := $(TEST_PKGS) fortunes fortunes-min
+end-of-turn-train: debian $(VENV)/.installed
+	$(PY) -m edge_alm.export.end_of_turn_train --out edge_alm/data/end_of_turn.npz
 
 # Retrain the student (about 1 h 40 min on 2 cores; resumable): writes $(BD_WEIGHTS) and the bundle.
 blockdecoder-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min

@@ -144,8 +144,10 @@ def summarise(events: list[dict], texts: list[str], spans, seconds: float, cpu: 
 # each configuration spells out every option that changed along the way, so a later default
 # does not change what an earlier row measured
 BASE = {"partial_min_window_s": 4.0, "min_silence_s": 0.7, "min_speech_s": 0.25}
-ANY_STOP = {"end_confidence": 0.0, "unsure_silence_s": None}  # any full stop ends the turn
+ANY_STOP = {"end_confidence": 0.0, "unsure_silence_s": None, "text_end_confidence": None}  # any full stop ends it
 SURE = {"early_silence_s": 0.032, "sure_silence_s": 0.1, "unsure_silence_s": None}
+NO_TEXT = {"text_end_confidence": None}  # the decoder's full-stop probability alone
+TEXT = {"end_confidence": 0.6, "unsure_end_confidence": 0.45, **SURE, **BASE}
 CONFIGS = {
     "before: fixed 0.4 s silence": StreamOptions(
         early_end=False, partial_min_window_s=10.0, min_silence_s=0.4, min_speech_s=0.25, early_silence_s=0.2
@@ -158,16 +160,19 @@ CONFIGS = {
     ),
     "any full stop at 0.1 s, else 0.7 s": StreamOptions(early_silence_s=0.1, sure_silence_s=0.1, **ANY_STOP, **BASE),
     "sure full stop (p >= 0.6) decoded and ending at 0.1 s, else 0.7 s": StreamOptions(
-        end_confidence=0.6, early_silence_s=0.1, sure_silence_s=0.1, unsure_silence_s=None, **BASE
+        end_confidence=0.6, early_silence_s=0.1, sure_silence_s=0.1, unsure_silence_s=None, **NO_TEXT, **BASE
     ),
-    "sure full stop (p >= 0.6) decoded at 0.032 s, ending at 0.1 s, else 0.7 s (default)": StreamOptions(
-        end_confidence=0.6, **SURE, **BASE
+    "sure full stop (p >= 0.6) decoded at 0.032 s, ending at 0.1 s, else 0.7 s": StreamOptions(
+        end_confidence=0.6, **SURE, **NO_TEXT, **BASE
     ),
-    "the same with p >= 0.5": StreamOptions(end_confidence=0.5, **SURE, **BASE),
-    "the same with p >= 0.7": StreamOptions(end_confidence=0.7, **SURE, **BASE),
-    "the default + a less sure full stop ends the turn at 0.4 s": StreamOptions(
-        end_confidence=0.6, **{**SURE, "unsure_silence_s": 0.4}, **BASE
+    "the same with p >= 0.5": StreamOptions(end_confidence=0.5, **SURE, **NO_TEXT, **BASE),
+    "the same with p >= 0.7": StreamOptions(end_confidence=0.7, **SURE, **NO_TEXT, **BASE),
+    "the same + a less sure full stop ends the turn at 0.4 s": StreamOptions(
+        end_confidence=0.6, **{**SURE, "unsure_silence_s": 0.4}, **NO_TEXT, **BASE
     ),
+    "p >= 0.6, or p >= 0.45 and the text model >= 0.8 (default)": StreamOptions(text_end_confidence=0.8, **TEXT),
+    "p >= 0.6, or p >= 0.45 and the text model >= 0.7": StreamOptions(text_end_confidence=0.7, **TEXT),
+    "p >= 0.6, or p >= 0.45 and the text model >= 0.9": StreamOptions(text_end_confidence=0.9, **TEXT),
 }
 
 

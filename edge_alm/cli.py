@@ -167,6 +167,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         partial_interval_s=args.partial_interval,
         early_end=not args.no_early_end,
         **({} if args.end_confidence is None else {"end_confidence": args.end_confidence}),
+        **({} if args.text_end_confidence is None else {"text_end_confidence": args.text_end_confidence}),
+        **({"text_end_confidence": None} if args.no_text_model else {}),
     )
     stream = model.stream(opts, language=args.language)
     printer = EventPrinter(args.format)
@@ -244,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a full stop the decoder gave at least this probability ends the turn after 0.1 s of silence "
         "(default: StreamOptions.end_confidence)",
     )
+    li.add_argument(
+        "--text-end-confidence",
+        type=float,
+        help="a less sure full stop (p from StreamOptions.unsure_end_confidence) ends the turn too when the "
+        "end-of-turn text model gives the words at least this (default: StreamOptions.text_end_confidence)",
+    )
+    li.add_argument("--no-text-model", action="store_true", help="end turns by the full stop's probability alone")
     li.add_argument("--partial-interval", type=float, default=0.5, help="seconds between partial results")
     li.add_argument("--language", default="en")
     li.add_argument("--threads", type=int, default=0)

@@ -6,11 +6,12 @@ the VAD probability of each chunk, computed once and reused by the transcriber),
 decode policy here: partials every `partial_interval_s` while speech goes on; a speculative final
 decode after `early_silence_s` of silence (and again when the pad after the last speech is
 complete). The turn then ends by what the words say: when the text ends a sentence and the
-decoder gave that full stop (? !) at least `end_confidence` probability, as soon as
-`sure_silence_s` of silence confirms it, with that decode as the final (Whisper puts a full stop
-after mid-sentence fragments too, less surely: "When the meeting is over."); else after
-`min_silence_s` (or `unsure_silence_s` for a less sure full stop, off by default: it splits
-turns). A final is exactly what offline transcription of its segment gives.
+decoder gave that full stop (? !) at least `end_confidence` probability, or at least
+`unsure_end_confidence` and the end-of-turn text model (runtime/turn_text.py) gives the words at
+least `text_end_confidence`, as soon as `sure_silence_s` of silence confirms it, with that decode as
+the final (Whisper puts a full stop after mid-sentence fragments too, less surely: "When the
+meeting is over."); else after `min_silence_s` (or `unsure_silence_s` for a less sure full stop,
+off by default: it splits turns). A final is exactly what offline transcription of its segment gives.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 import soxr
@@ -26,6 +28,7 @@ from edge_alm.runtime.endpointer import Boundary, Endpointer
 from edge_alm.runtime.errors import AudioError
 from edge_alm.runtime.pcm import check_rate, to_mono_float
 from edge_alm.runtime.transcribe import TranscribeOptions, Transcriber, Transcription
+from edge_alm.runtime.turn_text import TurnText
 from edge_alm.runtime.vad import CHUNK, MIN_SPEECH_S, SPEECH_THRESHOLD
 
 
@@ -42,6 +45,8 @@ class StreamOptions:
     early_silence_s: float = 0.032  # the final is decoded after this much silence (and again at speech_pad_s) ...
     end_confidence: float = 0.6  # ... and if the decoder gave the full stop (? !) that ends its text at least
     #   this probability (Whisper ends mid-sentence fragments with one too, less surely) ...
+    unsure_end_confidence: float = 0.45  # ... or at least this one and the end-of-turn text model gives
+    text_end_confidence: float | None = 0.8  # the words at least this (None: no text model) ...
     sure_silence_s: float = 0.1  # ... the turn ends once this much silence confirms it, with that decode as final
     unsure_silence_s: float | None = None  # a less sure full stop ends the turn after this much silence (None:
     #   min_silence_s; 0.4 s split 5 turns of 16 in benchmarks/streaming.py)
@@ -64,8 +69,11 @@ class StreamOptions:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
         if self.unsure_silence_s is not None and not self.unsure_silence_s >= 0:
             raise ValueError(f"unsure_silence_s must be 0 or more, got {self.unsure_silence_s!r}")
-        if not 0 <= self.end_confidence <= 1:
-            raise ValueError(f"end_confidence must be from 0 to 1, got {self.end_confidence!r}")
+        for name in ("end_confidence", "unsure_end_confidence"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be from 0 to 1, got {getattr(self, name)!r}")
+        if self.text_end_confidence is not None and not 0 <= self.text_end_confidence <= 1:
+            raise ValueError(f"text_end_confidence must be from 0 to 1 or None, got {self.text_end_confidence!r}")
         if not 0 < self.vad_threshold < 1:
             raise ValueError(f"vad_threshold must be between 0 and 1, got {self.vad_threshold!r}")
         if 0 < self.partial_interval_s < 0.1:
@@ -129,9 +137,19 @@ def sentence_end_prob(result: Transcription, eot: int) -> float:
     return 1.0  # no per-token scores (a decoder that does not give them): trust the text
 
 
+@lru_cache(maxsize=1)
+def default_turn_text() -> TurnText:
+    return TurnText()
+
+
 class Stream:
     def __init__(
-        self, transcriber: Transcriber, stepper, options: StreamOptions, transcribe_options: TranscribeOptions
+        self,
+        transcriber: Transcriber,
+        stepper,
+        options: StreamOptions,
+        transcribe_options: TranscribeOptions,
+        turn_text: TurnText | None = None,  # default: the packaged model, when options.text_end_confidence is set
     ) -> None:
         self.tr = transcriber
         self.vad = stepper  # stateful chunk -> speech probability
@@ -160,8 +178,11 @@ class Stream:
         self._since_partial = 0
         self._last_partial = ""
         self._stable: list[str] = []  # committed words of the open utterance: they only grow
-        # (end chunk, text, sentence-end probability) of the speculative final decode
-        self._candidate: tuple[int, str, float] | None = None
+        # (end chunk, text, sentence-end probability, sure that the turn ended) of the speculative final decode
+        self._candidate: tuple[int, str, float, bool] | None = None
+        self.turn_text = turn_text
+        if turn_text is None and options.text_end_confidence is not None:
+            self.turn_text = default_turn_text()
         self._sure = _chunks(options.sure_silence_s)
         self._unsure = None if options.unsure_silence_s is None else _chunks(options.unsure_silence_s)
         self._arrival = 0.0
@@ -232,7 +253,7 @@ class Stream:
         c = self._candidate
         if not (self.opts.early_end and self.ep.is_open and c is not None and c[2] > 0):
             return
-        if c[2] >= self.opts.end_confidence and self.ep.silence >= self._sure:
+        if c[3] and self.ep.silence >= self._sure:
             closing = self.ep.close_now(end=c[0])  # the final is the decode that was sure
         elif self._unsure is not None and self.ep.silence >= self._unsure:
             closing = self.ep.close_now()
@@ -240,6 +261,14 @@ class Stream:
             return
         for b in closing:
             self._boundary(b)
+
+    def _sure_end(self, text: str, p: float) -> bool:
+        """The decoder's full stop is sure, or less sure and the words say the turn is over."""
+        if p >= self.opts.end_confidence:
+            return True
+        if p < self.opts.unsure_end_confidence or self.turn_text is None or p <= 0:
+            return False
+        return self.turn_text.prob(text) >= self.opts.text_end_confidence
 
     def _forget(self, upto: int) -> None:
         k = upto - self._base
@@ -263,8 +292,8 @@ class Stream:
             # The audio a final would hold is complete now: decode it while the silence that
             # confirms the end arrives, so the final costs no decode.
             result = self._decode(b.start, b.end)
-            sure = sentence_end_prob(result, self.tr.model.special.eot)
-            self._candidate = (b.end, result.text, sure)
+            p = sentence_end_prob(result, self.tr.model.special.eot)
+            self._candidate = (b.end, result.text, p, self._sure_end(result.text, p))
             self._since_partial = 0
             if self.opts.partial_interval_s:
                 self._emit_partial(result.text)

@@ -113,6 +113,7 @@ def test_bad_options_in_the_cli(tiny_bundle, tmp_path):
         ("--min-silence", "-1", "min_silence_s"),
         ("--partial-interval", "-1", "partial_interval_s"),
         ("--end-confidence", "1.5", "end_confidence must be from 0 to 1"),
+        ("--text-end-confidence", "2", "text_end_confidence must be from 0 to 1"),
     ]:
         proc = cli("listen", "--model", tiny_bundle, "--input", wav, flag, value)
         assert_one_line_error(proc, needle)

@@ -36,12 +36,13 @@ class ScriptedDecoder:
         return result(self.text, self.last_p)
 
 
-def speech_then(dec: ScriptedDecoder, quiet_chunks, **options) -> tuple[Stream, list[Final], int | None]:
+def speech_then(
+    dec: ScriptedDecoder, quiet_chunks, turn_text=None, **options
+) -> tuple[Stream, list[Final], int | None]:
     """About 1 s of speech, then `quiet_chunks` (a list of 0 = quiet, 1 = speech) one by one.
     Returns the stream, its finals and after how many of those chunks the first final came."""
-    stream = Stream(
-        dec, lambda c: 0.9 if c[0] > 0 else 0.1, StreamOptions(partial_interval_s=0, **options), TranscribeOptions()
-    )
+    opts = StreamOptions(partial_interval_s=0, **options)
+    stream = Stream(dec, lambda c: 0.9 if c[0] > 0 else 0.1, opts, TranscribeOptions(), turn_text=turn_text)
     stream.accept_waveform(np.full(32 * CHUNK, 0.1, np.float32), 16000)  # whole chunks
     assert not list(stream.events())
     finals, first = [], None
@@ -53,8 +54,8 @@ def speech_then(dec: ScriptedDecoder, quiet_chunks, **options) -> tuple[Stream, 
     return stream, finals, first
 
 
-def quiet_chunks_to_final(text: str, last_p: float, **options) -> int | None:
-    return speech_then(ScriptedDecoder(text, last_p), [0] * 40, **options)[2]
+def quiet_chunks_to_final(text: str, last_p: float, turn_text=None, **options) -> int | None:
+    return speech_then(ScriptedDecoder(text, last_p), [0] * 40, turn_text, **options)[2]
 
 
 def test_a_sure_full_stop_ends_the_turn_after_sure_silence():
@@ -90,6 +91,29 @@ def test_no_full_stop_waits_min_silence():
     assert quiet_chunks_to_final("Call me back.", 0.9, early_end=False) == 22
 
 
+def test_a_less_sure_full_stop_ends_the_turn_when_the_words_do():
+    """p from unsure_end_confidence up to end_confidence: the end-of-turn text model decides
+    (the packaged one: a whole sentence scores above 0.8, a fragment ending on "that" below)."""
+    whole, fragment = "Please call me back when you get home tonight.", "My sister said that."
+    assert quiet_chunks_to_final(whole, 0.5) == 4
+    assert quiet_chunks_to_final(fragment, 0.5) == 22
+    assert quiet_chunks_to_final(whole, 0.4) == 22  # below unsure_end_confidence: the text is not asked
+    assert quiet_chunks_to_final(whole, 0.5, text_end_confidence=None) == 22  # text model off
+    assert quiet_chunks_to_final(whole, 0.5, unsure_end_confidence=0.6) == 22
+
+
+def test_the_stream_asks_the_text_model_it_is_given():
+    class Always:
+        def __init__(self, p: float) -> None:
+            self.p = p
+
+        def prob(self, text: str) -> float:
+            return self.p
+
+    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.9)) == 4
+    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.1)) == 22
+
+
 @pytest.mark.parametrize("conf,quiet", [(0.0, 4), (0.5, 4), (0.95, 22)])
 def test_end_confidence_is_the_threshold(conf, quiet):
     assert quiet_chunks_to_final("Call me back.", 0.9, end_confidence=conf) == quiet
@@ -112,3 +136,7 @@ def test_options_are_checked():
         StreamOptions(unsure_silence_s=-1)
     with pytest.raises(ValueError, match="sure_silence_s"):
         StreamOptions(sure_silence_s=-1)
+    with pytest.raises(ValueError, match="unsure_end_confidence"):
+        StreamOptions(unsure_end_confidence=1.5)
+    with pytest.raises(ValueError, match="text_end_confidence"):
+        StreamOptions(text_end_confidence=-0.1)
