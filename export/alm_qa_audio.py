@@ -40,6 +40,16 @@ ESPEAK = [
     Voice("espeak", "en-gb-x-rp+m4", "male"),
 ]
 FLITE = [Voice("flite", "kal16", "male"), Voice("flite", "awb", "male"), Voice("flite", "slt", "female")]
+# accent family of each voice (espeak-ng's language variant; flite's voices: awb is Scottish)
+ACCENTS = {"en-us": "american", "en-gb": "british", "en-gb-x-rp": "british", "en-gb-scotland": "scottish"}
+ACCENTS |= {"en-029": "caribbean", "kal16": "american", "slt": "american", "rms": "american", "awb": "scottish"}
+
+
+def accent_of(voice_name: str) -> str:
+    """american | british | scottish | caribbean, from a Voice name such as "en-gb+m3" or "awb"."""
+    return ACCENTS[voice_name.split("+")[0]]
+
+
 # never used in training: the held-out set's voices
 HELD_OUT_VOICES = [
     Voice("flite", "rms", "male"),

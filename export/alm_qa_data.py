@@ -44,6 +44,8 @@ QUESTIONS = {
     "louder": ["Which clip is louder, the first or the second?", "Which recording is louder?"],
     "longer": ["Which clip is longer, the first or the second?", "Which recording lasts longer?"],
     "noisier": ["Which clip is noisier, the first or the second?", "Which recording has more noise?"],
+    "accent": ["What accent does the speaker have?", "Which English accent is this: American, British, Scottish?"],
+    "same_voice": ["Is it the same voice in both clips?", "Do the two clips have the same speaker?"],
 }
 SOUND_WORDS = {"tone": "a tone", "beeps": "beeps", "noise": "noise", "siren": "a siren", "silence": "silence"}
 NUMBERS = ["zero", "one", "two", "three", "four", "five"]
@@ -250,3 +252,48 @@ def build_corpus(
 
 
 SOUND_KINDS = ["beeps", "beeps", "tone", "noise", "siren", "silence"]
+
+
+def voice_questions(clips: list[dict], rng: np.random.Generator, n_accent: int, n_pairs: int) -> list[dict]:
+    """Accent questions on speech clips, and same-voice pairs (half the same voice, half not) and
+    louder pairs (levels at least 6 dB apart): added to a built corpus, from its labels alone."""
+    speech = [c for c in clips if c["kind"] == "speech"]
+    by_voice: dict[str, list[dict]] = {}
+    for c in speech:
+        by_voice.setdefault(c["labels"]["voice"], []).append(c)
+    qas = []
+    for i in rng.choice(len(speech), min(n_accent, len(speech)), replace=False):
+        c = speech[i]
+        qas.append(_qa([c["id"]], "accent", A.accent_of(c["labels"]["voice"]), rng))
+    voices = sorted(by_voice)
+    while sum(q["task"] == "same_voice" for q in qas) < n_pairs:
+        same = rng.random() < 0.5
+        v1 = voices[rng.integers(len(voices))]
+        v2 = v1 if same else voices[rng.integers(len(voices))]
+        if len(by_voice[v1]) < 2 or (not same and v1 == v2):
+            continue
+        if same:
+            ca, cb = (by_voice[v1][i] for i in rng.choice(len(by_voice[v1]), 2, replace=False))
+        else:
+            ca, cb = by_voice[v1][rng.integers(len(by_voice[v1]))], by_voice[v2][rng.integers(len(by_voice[v2]))]
+        qas.append(_qa([ca["id"], cb["id"]], "same_voice", "yes" if same else "no", rng))
+    while sum(q["task"] == "louder" for q in qas) < n_pairs:
+        a, b = (speech[i] for i in rng.choice(len(speech), 2, replace=False))
+        la, lb = a["labels"]["level_db"], b["labels"]["level_db"]
+        if abs(la - lb) >= 6:
+            qas.append(_qa([a["id"], b["id"]], "louder", "the first" if la > lb else "the second", rng))
+    return qas
+
+
+def add_voice_questions(src: Path, dst: Path, n_accent: int, n_pairs: int, seed: int) -> Path:
+    """A copy of the built split `src` in `dst` (frames linked, not copied) whose questions also
+    hold voice_questions(). Done when dst/index.json exists."""
+    dst.mkdir(parents=True, exist_ok=True)
+    if (dst / "index.json").is_file():
+        return dst
+    if not (dst / "frames").exists():
+        (dst / "frames").symlink_to((src / "frames").resolve(), target_is_directory=True)
+    idx = json.loads((src / "index.json").read_text())
+    idx["qas"] += voice_questions(idx["clips"], np.random.default_rng(seed), n_accent, n_pairs)
+    (dst / "index.json").write_text(json.dumps(idx))
+    return dst

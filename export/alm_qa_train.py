@@ -117,8 +117,10 @@ def train(
     ckpt_every: int = 100,
     eval_rows: int = 128,
     seed: int = 0,
+    init: Path | None = None,
 ) -> Path:
-    """Train (or resume) and write work/alm-qa.npz."""
+    """Train (or resume) and write work/alm-qa.npz. init: start from these trained weights (an
+    earlier stage's alm-qa.npz) instead of a fresh adapter and zero LoRA."""
     from edge_alm.export.alm_export import load_lm
 
     from edge_alm import EdgeALM
@@ -142,6 +144,8 @@ def train(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     ckpt, log = work / "checkpoint.pt", work / "log.jsonl"
     step = 0
+    if init is not None and not ckpt.is_file():
+        load_weights(init, adapter, loras, {"base_lm": base_fp, "encoder": enc_fp, "pool": pool, "rank": rank})
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
         adapter.load_state_dict(state["adapter"])
@@ -203,6 +207,20 @@ def whisper_fingerprint(whisper_dir: Path) -> str:
     from transformers import WhisperForConditionalGeneration
 
     return fingerprint(WhisperForConditionalGeneration.from_pretrained(str(whisper_dir)).model.encoder.conv1.weight)
+
+
+def load_weights(path: Path, adapter, loras, expect: dict) -> None:
+    """An earlier stage's weights into the adapter and LoRA factors; refused on other bases or shapes."""
+    w = np.load(path)
+    meta = json.loads(str(w["meta"]))
+    wrong = {k: (meta.get(k), v) for k, v in expect.items() if meta.get(k) != v}
+    if wrong:
+        raise ValueError(f"{path}: trained for another base or shape: {wrong}")
+    adapter.load_state_dict({k: torch.from_numpy(w[f"adapter.{k}"]) for k in adapter.state_dict()})
+    for j, m in enumerate(loras):
+        i, name = divmod(j, len(LORA_TARGETS))
+        m.A.data = torch.from_numpy(w[f"lora.{i}.{LORA_TARGETS[name]}.A"]).clone()
+        m.B.data = torch.from_numpy(w[f"lora.{i}.{LORA_TARGETS[name]}.B"]).clone()
 
 
 def save_weights(out: Path, adapter, loras, rank, alpha, pool, fingerprints: dict, steps) -> None:

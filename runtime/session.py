@@ -37,7 +37,10 @@ def release_free_heap() -> None:
     """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing).
     Building sessions frees the parsed graphs' buffers, which glibc keeps: whisper-base int8
     held 236 MB after loading, 215 MB after this."""
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    try:
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (OSError, TypeError):  # no C library handle to ask (Windows)
+        return
     if trim is not None:
         trim(0)
 
