@@ -243,14 +243,31 @@ def build_and_train(
     steps: int = 1300,
     batch: int = 8,
     pool: int = 4,
+    stage2_steps: int = 0,
+    voice_questions: tuple[int, int] = (4000, 300),
 ) -> Path:
     """The whole recipe: corpus (train + held-out), training; returns the weights file.
-    `bundle` is the untrained alm bundle whose encoder graph and prompt template are used."""
+    `bundle` is the untrained alm bundle whose encoder graph and prompt template are used.
+
+    Stage 2 (stage2_steps > 0; off: tried with 400 steps, it did not learn the new questions on
+    unseen voices and lost gender on a training voice, see benchmarks/results/x86-2core/alm_qa_stage2.md)
+    goes on from stage 1's weights, at half its learning rate, over the same clips with accent,
+    same-voice and louder questions added (`voice_questions`: pairs of each
+    kind in the train and held-out splits, and accent questions on up to as many speech clips):
+    in work/stage2."""
     from edge_alm.export.alm_export import default_smollm2
-    from edge_alm.export.alm_qa_data import build_corpus
+    from edge_alm.export.alm_qa_data import add_voice_questions, build_corpus
     from edge_alm.export.whisper_weights import default_whisper_base
 
     work = Path(work)
     build_corpus(work, bundle, speech_clips, sound_clips, pairs, "train")
     build_corpus(work, bundle, max(speech_clips // 10, 40), max(sound_clips // 8, 24), max(pairs // 10, 20), "heldout")
-    return train(work, bundle, default_smollm2(cache), default_whisper_base(cache), steps, batch=batch, pool=pool)
+    lm, whisper = default_smollm2(cache), default_whisper_base(cache)
+    weights = train(work, bundle, lm, whisper, steps, batch=batch, pool=pool)
+    if stage2_steps <= 0:
+        return weights
+    s2 = work / "stage2"
+    n_train, n_held = voice_questions
+    add_voice_questions(work / "train", s2 / "train", n_train, n_train, seed=11)
+    add_voice_questions(work / "heldout", s2 / "heldout", n_held, n_held, seed=12)
+    return train(s2, bundle, lm, whisper, stage2_steps, batch=batch, lr=5e-4, pool=pool, init=weights)
