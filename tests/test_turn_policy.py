@@ -116,7 +116,8 @@ def test_the_stream_asks_the_text_model_it_is_given():
 
 @pytest.mark.parametrize("conf,quiet", [(0.0, 4), (0.5, 4), (0.95, 22)])
 def test_end_confidence_is_the_threshold(conf, quiet):
-    assert quiet_chunks_to_final("Call me back.", 0.9, end_confidence=conf) == quiet
+    # the text model off: it would decide between unsure_end_confidence and end_confidence
+    assert quiet_chunks_to_final("Call me back.", 0.9, end_confidence=conf, text_end_confidence=None) == quiet
 
 
 def test_sentence_end_prob_reads_the_last_text_token():
