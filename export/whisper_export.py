@@ -224,7 +224,10 @@ def build_whisper_bundle(
         steps.update()
         steps.set_postfix_str(f"quantizing (encoder {quantize}, decoder {dec_q})")
         quantize_graph(enc32, out / "encoder.onnx", quantize, keep_fp32=ENCODER_KEEP_FP32)
-        quantize_graph(dec32, out / "decoder.onnx", dec_q)
+        # the int8 decoder's token table (Gather; the output projection is its own int8 MatMul) in
+        # 4-bit blocks: 10 MB less on disk and in memory, dev-set WER 11.7 -> 11.3 % greedy and
+        # 10.5 -> 10.3 % beam 5 (15 of 57 texts changed, within the noise of this set)
+        quantize_graph(dec32, out / "decoder.onnx", dec_q, embedding_bits=4)
         if check and (quantize, dec_q) != ("fp32", "fp32"):
             cos = check_quantized(
                 (enc32, dec32),

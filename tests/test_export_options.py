@@ -20,6 +20,16 @@ def test_int8_and_int4_decoders_export_and_run(tiny_hf, tmp_path):
     assert isinstance(r.text, str)
 
 
+def test_int8_decoder_keeps_its_token_table_in_4_bit_blocks(tiny_hf, tmp_path):
+    import onnx
+
+    out = build_whisper_bundle(tiny_hf, tmp_path / "q", quantize="int8")
+    ops = [n.op_type for n in onnx.load(str(out / "decoder.onnx")).graph.node]
+    assert "GatherBlockQuantized" in ops and "MatMulInteger" in ops and "MatMulNBits" not in ops
+    r = EdgeALM.load(out, threads=1).transcribe((np.random.default_rng(0).standard_normal(16000) * 0.1, 16000))
+    assert isinstance(r.text, str)
+
+
 def test_optimized_graph_cached_on_first_load(bundle_copy):
     x = (np.random.default_rng(1).standard_normal(24000) * 0.1).astype(np.float32)
     first = EdgeALM.load(bundle_copy, threads=1).transcribe((x, 16000), language="en")
