@@ -6,7 +6,7 @@ words tell more: a text that stops on "that", "is" or "and", or opens with "If"/
 main clause yet, is rarely a whole sentence. This model scores that: logistic regression over
 hashed word features (last word, last two words, first word and whether a comma follows it,
 length, words since the last comma), trained by `export/end_of_turn_train.py` on whole sentences
-against their prefixes cut at random words. Pure Python and numpy; about 20 us per text.
+against their prefixes cut at random words. Pure Python and numpy; 7 us per text measured.
 """
 
 from __future__ import annotations
