@@ -261,12 +261,13 @@ def voice_questions(clips: list[dict], rng: np.random.Generator, n_accent: int, 
     by_voice: dict[str, list[dict]] = {}
     for c in speech:
         by_voice.setdefault(c["labels"]["voice"], []).append(c)
-    qas = []
+    accent = []
     for i in rng.choice(len(speech), min(n_accent, len(speech)), replace=False):
         c = speech[i]
-        qas.append(_qa([c["id"]], "accent", A.accent_of(c["labels"]["voice"]), rng))
+        accent.append(_qa([c["id"]], "accent", A.accent_of(c["labels"]["voice"]), rng))
     voices = sorted(by_voice)
-    while sum(q["task"] == "same_voice" for q in qas) < n_pairs:
+    same_voice: list[dict] = []
+    while len(same_voice) < n_pairs:
         same = rng.random() < 0.5
         v1 = voices[rng.integers(len(voices))]
         v2 = v1 if same else voices[rng.integers(len(voices))]
@@ -276,13 +277,14 @@ def voice_questions(clips: list[dict], rng: np.random.Generator, n_accent: int, 
             ca, cb = (by_voice[v1][i] for i in rng.choice(len(by_voice[v1]), 2, replace=False))
         else:
             ca, cb = by_voice[v1][rng.integers(len(by_voice[v1]))], by_voice[v2][rng.integers(len(by_voice[v2]))]
-        qas.append(_qa([ca["id"], cb["id"]], "same_voice", "yes" if same else "no", rng))
-    while sum(q["task"] == "louder" for q in qas) < n_pairs:
+        same_voice.append(_qa([ca["id"], cb["id"]], "same_voice", "yes" if same else "no", rng))
+    louder: list[dict] = []
+    while len(louder) < n_pairs:
         a, b = (speech[i] for i in rng.choice(len(speech), 2, replace=False))
         la, lb = a["labels"]["level_db"], b["labels"]["level_db"]
         if abs(la - lb) >= 6:
-            qas.append(_qa([a["id"], b["id"]], "louder", "the first" if la > lb else "the second", rng))
-    return qas
+            louder.append(_qa([a["id"], b["id"]], "louder", "the first" if la > lb else "the second", rng))
+    return accent + same_voice + louder
 
 
 def add_voice_questions(src: Path, dst: Path, n_accent: int, n_pairs: int, seed: int) -> Path:

@@ -49,6 +49,12 @@ def fingerprint(t: torch.Tensor) -> str:
     return hashlib.sha256(t.detach().float().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
+def lora_keys(j: int) -> tuple[str, str]:
+    """The weight-file names of the j-th wrapped projection's A and B (layer by layer, LORA_TARGETS order)."""
+    i, name = divmod(j, len(LORA_TARGETS))
+    return f"lora.{i}.{LORA_TARGETS[name]}.A", f"lora.{i}.{LORA_TARGETS[name]}.B"
+
+
 def merge_lora(lm: nn.Module, weights: dict[str, np.ndarray]) -> None:
     """Add the trained low-rank updates into the LM's own projection weights (for export)."""
     scale = float(weights["lora_scale"])
@@ -218,17 +224,15 @@ def load_weights(path: Path, adapter, loras, expect: dict) -> None:
         raise ValueError(f"{path}: trained for another base or shape: {wrong}")
     adapter.load_state_dict({k: torch.from_numpy(w[f"adapter.{k}"]) for k in adapter.state_dict()})
     for j, m in enumerate(loras):
-        i, name = divmod(j, len(LORA_TARGETS))
-        m.A.data = torch.from_numpy(w[f"lora.{i}.{LORA_TARGETS[name]}.A"]).clone()
-        m.B.data = torch.from_numpy(w[f"lora.{i}.{LORA_TARGETS[name]}.B"]).clone()
+        a, b = lora_keys(j)
+        m.A.data, m.B.data = torch.from_numpy(w[a]).clone(), torch.from_numpy(w[b]).clone()
 
 
 def save_weights(out: Path, adapter, loras, rank, alpha, pool, fingerprints: dict, steps) -> None:
     arrays = {f"adapter.{k}": v.numpy() for k, v in adapter.state_dict().items()}
     for j, m in enumerate(loras):
-        i, name = divmod(j, len(LORA_TARGETS))
-        arrays[f"lora.{i}.{LORA_TARGETS[name]}.A"] = m.A.detach().numpy()
-        arrays[f"lora.{i}.{LORA_TARGETS[name]}.B"] = m.B.detach().numpy()
+        a, b = lora_keys(j)
+        arrays[a], arrays[b] = m.A.detach().numpy(), m.B.detach().numpy()
     meta = {"pool": pool, "rank": rank, "alpha": alpha, "steps": steps, **fingerprints}
     np.savez(out, lora_scale=np.array(alpha / rank), meta=np.array(json.dumps(meta)), **arrays)
 

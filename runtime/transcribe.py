@@ -188,9 +188,8 @@ class Transcriber:
                 # Speech that really repeats fails the compression check cold; a hot decode can then
                 # pass by saying the sentence once for the whole window (4 repeats -> 1, measured).
                 # A colder sure try that said far more is the better reading.
-                sure = self._sure_tries(tries[:-1], opts)
-                best = max(sure, key=lambda r: r.avg_logprob) if sure else None
-                if best is not None and self._words(result) < DROPPED_WORDS_RATIO * self._words(best):
+                best = self._most_confident_sure(tries[:-1], opts)
+                if best is not None and len(text.split()) < DROPPED_WORDS_RATIO * self._words(best):
                     return best
                 return result
         # Every try failed a check, or the last one reads as silence. Speech that really repeats
@@ -199,17 +198,18 @@ class Transcriber:
         # silence. So a try that ended, was confident and has no loop inside one timestamped
         # segment ("I'm afraid I'm afraid ...", which beam search ends confidently) wins; else the
         # last try, as Whisper (the most confident unsure one added words on 0 dB noise here).
-        sure = self._sure_tries(tries, opts)
-        return max(sure, key=lambda r: r.avg_logprob) if sure else result
+        return self._most_confident_sure(tries, opts) or result
 
-    def _sure_tries(self, tries: list[DecodeResult], opts: TranscribeOptions) -> list[DecodeResult]:
-        """Tries that ended, were confident and have no loop inside one timestamped segment."""
+    def _most_confident_sure(self, tries: list[DecodeResult], opts: TranscribeOptions) -> DecodeResult | None:
+        """The most confident of the tries that ended, were confident and have no loop inside one
+        timestamped segment; None if there is none."""
         limit = opts.compression_ratio_threshold
-        return [
+        sure = [
             r
             for r in tries
             if r.finished and r.avg_logprob >= opts.logprob_threshold and self._segment_ratio(r.tokens) <= limit
         ]
+        return max(sure, key=lambda r: r.avg_logprob) if sure else None
 
     def _words(self, r: DecodeResult) -> int:
         return len(self.tokenizer.decode(r.tokens).split())
