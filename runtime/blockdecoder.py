@@ -17,14 +17,14 @@ from edge_alm.runtime.logit_filters import suppress_ids
 from edge_alm.runtime.manifest import Manifest
 from edge_alm.runtime.sampling import SamplingOptions
 from edge_alm.runtime.seq2seq import DecodeOptions, whisper_filter
-from edge_alm.runtime.session import GraphSession, SessionConfig, encoder_config
+from edge_alm.runtime.session import GraphSession, SessionConfig
 
 
 class BlockDecoderModel:
     def __init__(self, manifest: Manifest, config: SessionConfig, block_size: int | None = None) -> None:
         self.manifest = manifest
         g = manifest.graphs
-        self.encoder = GraphSession(manifest.graph_path("encoder"), g["encoder"].sha256, encoder_config(config))
+        self.encoder = GraphSession(manifest.graph_path("encoder"), g["encoder"].sha256, config)
         self.text_encoder = GraphSession(manifest.graph_path("text_encoder"), g["text_encoder"].sha256, config)
         self.merger = GraphSession(manifest.graph_path("merger"), g["merger"].sha256, config)
         self.special = manifest.tokens

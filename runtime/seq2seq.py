@@ -16,7 +16,7 @@ from edge_alm.runtime.kv_cache import KVCache
 from edge_alm.runtime.logit_filters import apply_begin_suppress, apply_suppress, apply_timestamp_rules, suppress_ids
 from edge_alm.runtime.manifest import Manifest, SpecialTokens
 from edge_alm.runtime.sampling import LogitFilter, SamplingOptions, log_softmax
-from edge_alm.runtime.session import GraphSession, SessionConfig, encoder_config
+from edge_alm.runtime.session import GraphSession, SessionConfig
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,7 @@ class Seq2SeqModel:
 
     def __init__(self, manifest: Manifest, config: SessionConfig) -> None:
         self.manifest = manifest
-        self.encoder = GraphSession(
-            manifest.graph_path("encoder"), manifest.graphs["encoder"].sha256, encoder_config(config)
-        )
+        self.encoder = GraphSession(manifest.graph_path("encoder"), manifest.graphs["encoder"].sha256, config)
         self.decoder = GraphSession(manifest.graph_path("decoder"), manifest.graphs["decoder"].sha256, config)
         # bundles exported before the decoder's logits_from input return every position's logits
         self._sliced_logits = "logits_from" in self.decoder.inputs

@@ -109,27 +109,31 @@ def compression_ratio(text: str) -> float:
     return len(raw) / max(1, len(zlib.compress(raw))) if raw else 0.0
 
 
-def loudest_frame_db(samples: np.ndarray, frame: int = 320) -> float:
+def loudest_frame_db(samples: np.ndarray, frame: int = 320, block_frames: int = 4096) -> float:
+    """Level of the loudest 20 ms frame, dBFS. Squares in float64 a block of frames at a time:
+    the whole 10-minute file at once made a 73 MB temporary (its peak RSS)."""
     if len(samples) == 0:
         return -np.inf
     n = max(1, len(samples) // frame)
     x = samples[: n * frame].reshape(n, -1) if len(samples) >= frame else samples[None]
-    rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1))
-    return float(20 * np.log10(max(rms.max(), 1e-10)))
+    loudest = max(
+        float(np.mean(x[i : i + block_frames].astype(np.float64) ** 2, axis=1).max()) for i in range(0, n, block_frames)
+    )
+    return float(20 * np.log10(max(np.sqrt(loudest), 1e-10)))
 
 
 VAD_TARGET_DB = -20.0  # the VAD hears every clip at this loudest-20-ms level ...
 VAD_MAX_GAIN_DB = 50.0  # ... raised by at most this much, so dither and hiss stay quiet
 
 
-def vad_level(samples: np.ndarray) -> np.ndarray:
-    """The clip scaled for the VAD: Silero VAD misses speech whose loudest 20 ms is below about
-    -60 dBFS (quiet recordings), while Whisper's log-mel is level-independent. Only the VAD
-    input is scaled."""
+def vad_gain(samples: np.ndarray) -> float:
+    """The gain the VAD hears the clip at: Silero VAD misses speech whose loudest 20 ms is below
+    about -60 dBFS (quiet recordings), while Whisper's log-mel is level-independent. Only the VAD
+    input is scaled, a chunk at a time (a scaled copy of a long file would be its size again)."""
     peak = loudest_frame_db(samples)
     if not np.isfinite(peak) or peak >= VAD_TARGET_DB:
-        return samples
-    return samples * np.float32(10 ** (min(VAD_TARGET_DB - peak, VAD_MAX_GAIN_DB) / 20))
+        return 1.0
+    return float(10 ** (min(VAD_TARGET_DB - peak, VAD_MAX_GAIN_DB) / 20))
 
 
 REGION_GAP_S = 0.5  # speech regions closer than this are one region
@@ -245,7 +249,7 @@ class Transcriber:
         segments: list[Segment] = []
         language = opts.language if self.model.special.languages else None
         t0 = time.perf_counter()
-        probs = self.vad.speech_probs(vad_level(samples)) if speech_probs is None else speech_probs
+        probs = self.vad.speech_probs(samples, gain=vad_gain(samples)) if speech_probs is None else speech_probs
         speech = probs > opts.vad_threshold  # (n // 512,)
         timings["vad_ms"] = (time.perf_counter() - t0) * 1000
         chunk_s = self.vad.chunk_seconds

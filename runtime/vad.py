@@ -23,11 +23,12 @@ class SileroVAD:
         self.sample_rate = sample_rate
         self.chunk_seconds = CHUNK / sample_rate
 
-    def speech_probs(self, samples: np.ndarray) -> np.ndarray:
-        """Speech probability of each 32 ms chunk, shape (len // 512,)."""
+    def speech_probs(self, samples: np.ndarray, gain: float = 1.0) -> np.ndarray:
+        """Speech probability of each 32 ms chunk of samples * gain, shape (len // 512,)."""
         step = self.stepper()
         n = len(samples) // CHUNK
-        return np.array([step(samples[i * CHUNK : (i + 1) * CHUNK]) for i in range(n)], np.float32)
+        g = np.float32(gain)
+        return np.array([step(samples[i * CHUNK : (i + 1) * CHUNK] * g) for i in range(n)], np.float32)
 
     def stepper(self) -> SileroStepper:
         """A stateful per-stream scorer of consecutive 512-sample chunks."""
@@ -55,10 +56,11 @@ class EnergyVAD:
         self.threshold_db = threshold_db
         self.chunk_seconds = CHUNK / sample_rate
 
-    def speech_probs(self, samples: np.ndarray) -> np.ndarray:
+    def speech_probs(self, samples: np.ndarray, gain: float = 1.0) -> np.ndarray:
         n = len(samples) // CHUNK
         step = self.stepper()
-        return np.array([step(samples[i * CHUNK : (i + 1) * CHUNK]) for i in range(n)], np.float32)
+        g = np.float32(gain)
+        return np.array([step(samples[i * CHUNK : (i + 1) * CHUNK] * g) for i in range(n)], np.float32)
 
     def stepper(self):
         def step(chunk: np.ndarray) -> float:

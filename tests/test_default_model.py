@@ -93,3 +93,25 @@ def test_quiet_speech_is_transcribed(default_model, speech_clips, peak_db):
     x = x / np.abs(x).max() * 10 ** (peak_db / 20)
     got = default_model.transcribe((x, sr)).text
     assert jiwer.wer(ref.lower().strip("."), got.lower().strip(".").replace(",", "")) <= 0.2, got
+
+
+def test_loudest_frame_and_vad_gain_work_a_block_at_a_time(default_model, speech_clips):
+    """The loudest 20 ms frame is squared a block of frames at a time and the VAD's gain applied
+    a chunk at a time (a 10-minute file's float64 square and scaled copy were its peak RSS):
+    both must equal the whole-clip computation."""
+    from conftest import read_wav
+    from edge_alm.runtime.transcribe import loudest_frame_db, vad_gain
+
+    from edge_alm.audio import resample
+
+    x, sr = read_wav(speech_clips[1][0])
+    x = resample(x.astype(np.float32) * np.float32(0.002), sr, 16000)  # quiet: the VAD hears it raised
+    frames = x[: len(x) // 320 * 320].reshape(-1, 320).astype(np.float64)
+    whole = 20 * np.log10(np.sqrt((frames**2).mean(axis=1).max()))
+    assert loudest_frame_db(x, block_frames=7) == pytest.approx(whole, abs=1e-9)
+    assert loudest_frame_db(x) == pytest.approx(whole, abs=1e-9)
+    gain = vad_gain(x)
+    assert gain > 10
+    vad = default_model.transcriber.vad
+    np.testing.assert_array_equal(vad.speech_probs(x, gain=gain), vad.speech_probs(x * np.float32(gain)))
+    assert vad.speech_probs(x).max() < 0.5 < vad.speech_probs(x, gain=gain).max()  # the gain is what lets it hear
