@@ -121,7 +121,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
             source = default_whisper_base(Path(args.cache))
         elif (Path(source) / "model.bin").is_file():  # a CTranslate2 directory
             source = convert_ct2_to_hf(Path(source), Path(args.cache) / (Path(source).name + "-hf"))
-        build_whisper_bundle(source, args.out, quantize=args.quantize, decoder_quantize=args.decoder_quantize, vad=vad)
+        build_whisper_bundle(
+            source,
+            args.out,
+            quantize=args.quantize,
+            decoder_quantize=args.decoder_quantize,
+            vad=vad,
+            decoder_graph=args.decoder_graph,
+        )
     print(args.out)
     return 0
 
@@ -289,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--quantize", choices=("fp32", "int8"), default="int8")
     e.add_argument("--decoder-quantize", choices=("fp32", "int8", "int4"), default=None)
+    e.add_argument(
+        "--decoder-graph",
+        choices=("stacked", "fused"),
+        default="stacked",
+        help="whisper: fused = onnxruntime's fused ops with in-place per-layer caches (faster steps; README)",
+    )
     e.add_argument("--out", required=True)
     e.add_argument("--no-vad", action="store_true", help="do not ship Silero VAD (energy gate instead)")
     e.add_argument("--cache", default=".cache", help="where converted default weights are kept")

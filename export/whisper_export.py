@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from edge_alm.export.graph_export import MIN_QUANT_COSINE, export_onnx, logit_cosine, require_cosine, with_vad
 from edge_alm.export.quantize import quantize_graph
-from edge_alm.export.whisper_graphs import WhisperDecoderGraph, WhisperEncoderGraph
+from edge_alm.export.whisper_fused import build_whisper_decoder_onnx
+from edge_alm.export.whisper_graphs import WhisperEncoderGraph, export_stacked_decoder
 from edge_alm.runtime.manifest import DecoderShape, FeatureParams, SpecialTokens, write_manifest
 from edge_alm.runtime.seq2seq import cross_feeds, cross_input_names, split_cross
 from tqdm import tqdm
@@ -25,14 +26,21 @@ def load_hf_whisper(source: str | Path) -> torch.nn.Module:
     return model.float().eval()
 
 
-def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) -> tuple[Path, Path]:
+DECODER_GRAPHS = ("stacked", "fused")
+
+
+def export_fp32_graphs(
+    model: torch.nn.Module, out: Path, untie_output: bool, decoder_graph: str = "stacked"
+) -> tuple[Path, Path]:
+    """decoder_graph: "stacked" (torch.onnx export; one (L, B, H, T, Dh) cache in and out) or
+    "fused" (onnxruntime's fused ops, per-layer buffers appended in place; whisper_fused.py)."""
+    if decoder_graph not in DECODER_GRAPHS:
+        raise ValueError(f"decoder_graph must be one of {DECODER_GRAPHS}, got {decoder_graph!r}")
     cfg = model.config
     enc_path, dec_path = out / "encoder.onnx", out / "decoder.onnx"
     feats = torch.randn(1, cfg.num_mel_bins, 200)
+    cross_names = cross_input_names(cfg.decoder_layers)
     # distinct axis names: onnxruntime assumes equal names mean equal sizes
-    past_axes, present_axes = {1: "batch", 3: "past"}, {1: "batch", 3: "past_plus_new"}
-    L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
-    cross_names = cross_input_names(L)
     cross_axes = {name: {0: "batch", 2: "audio_positions"} for name in cross_names}
     export_onnx(
         WhisperEncoderGraph(model, per_layer=True),
@@ -42,27 +50,39 @@ def export_fp32_graphs(model: torch.nn.Module, out: Path, untie_output: bool) ->
         cross_names,
         {"input_features": {0: "batch", 2: "frames"}, **cross_axes},
     )
-    dh = cfg.d_model // H
-    past = torch.zeros(L, 1, H, 2, dh)
-    cross = [torch.randn(1, H, 100, dh) for _ in range(2 * L)]
-    axes = {
-        "tokens": {0: "batch", 1: "new"},
-        "self_k": past_axes,
-        "self_v": past_axes,
-        **cross_axes,
-        "logits": {0: "batch", 1: "new_logits"},
-        "present_k": present_axes,
-        "present_v": present_axes,
-    }
-    export_onnx(
-        WhisperDecoderGraph(model, untie_output),
-        (torch.tensor([[1, 2, 3]]), past, past, torch.tensor([1]), *cross),
-        dec_path,
-        ["tokens", "self_k", "self_v", "logits_from", *cross_names],
-        ["logits", "present_k", "present_v"],
-        axes,
-    )
+    if decoder_graph == "fused":
+        build_whisper_decoder_onnx(model, dec_path, untie_output)
+    else:
+        export_stacked_decoder(model, dec_path, untie_output)
     return enc_path, dec_path
+
+
+def decoder_passes(dec_s, chunks: list[np.ndarray], cross: dict[str, np.ndarray], logits_from: int = 0) -> np.ndarray:
+    """Feed the token chunks (B, n_i) one decoder call after another through the decoder's cache
+    (past in, present out), either interface; logits_from applies to the first call.
+    -> (B, sum n_i - logits_from, V)."""
+    inputs = [i.name for i in dec_s.get_inputs()]
+    n_layers = sum(name.startswith("cross_k.") for name in inputs)
+    b, h, _, dh = cross["cross_k.0"].shape
+    fused = "past_k.0" in inputs
+    if fused:
+        past = {f"past_{kv}.{i}": np.zeros((b, h, 0, dh), np.float32) for i in range(n_layers) for kv in "kv"}
+    else:
+        past = {f"self_{kv}": np.zeros((n_layers, b, h, 0, dh), np.float32) for kv in "kv"}
+    names = [o.name for o in dec_s.get_outputs()]
+    out, total = [], 0
+    for j, toks in enumerate(chunks):
+        total += toks.shape[1]
+        feeds = {"tokens": toks.astype(np.int64), "logits_from": np.array([logits_from if j == 0 else 0], np.int64)}
+        if fused:
+            feeds.update(seqlens_k=np.full(b, total - 1, np.int32), total_sequence_length=np.array(total, np.int32))
+        res = dict(zip(names, dec_s.run(None, {**feeds, **past, **cross})))
+        if fused:
+            past = {f"past_{k[len('present_') :]}": v for k, v in res.items() if k.startswith("present_")}
+        else:
+            past = {"self_k": res["present_k"], "self_v": res["present_v"]}
+        out.append(res["logits"])
+    return np.concatenate(out, axis=1)
 
 
 def check_parity(model: torch.nn.Module, enc_path: Path, dec_path: Path, tol: float, seed: int = 0) -> float:
@@ -79,29 +99,17 @@ def check_parity(model: torch.nn.Module, enc_path: Path, dec_path: Path, tol: fl
         ref = model(encoder_outputs=(enc,), decoder_input_ids=tokens).logits.numpy()
     enc_s = ort.InferenceSession(str(enc_path), providers=["CPUExecutionProvider"])
     dec_s = ort.InferenceSession(str(dec_path), providers=["CPUExecutionProvider"])
-    ck, cv = split_cross(enc_s.run(None, {"input_features": feats.numpy()}), _names(enc_s))
-    L, H = cfg.decoder_layers, cfg.decoder_attention_heads  # noqa: N806
-    empty = np.zeros((L, 1, H, 0, cfg.d_model // H), np.float32)
+    cross = cross_feeds(*split_cross(enc_s.run(None, {"input_features": feats.numpy()}), _names(enc_s)))
     # two passes (3 tokens, then 1 with the cache) exercise the cache path too
-    l1, k, v = dec_s.run(
-        None, {"tokens": tokens[:, :3].numpy(), "self_k": empty, "self_v": empty, **_cross_feeds(ck, cv)}
-    )
-    l2, _, _ = dec_s.run(None, {"tokens": tokens[:, 3:].numpy(), "self_k": k, "self_v": v, **_cross_feeds(ck, cv)})
-    got = np.concatenate([l1, l2], axis=1)
+    got = decoder_passes(dec_s, [tokens[:, :3].numpy(), tokens[:, 3:].numpy()], cross)
     # logits_from: the same rows, only the later ones
-    tail, _, _ = dec_s.run(
-        None, {"tokens": tokens[:, :3].numpy(), "self_k": empty, "self_v": empty, **_cross_feeds(ck, cv, 1)}
-    )
-    if tail.shape[1] != 2 or not np.allclose(tail, l1[:, 1:], atol=1e-5):
+    tail = decoder_passes(dec_s, [tokens[:, :3].numpy()], cross, logits_from=1)
+    if tail.shape[1] != 2 or not np.allclose(tail, got[:, 1:3], atol=1e-5):
         raise RuntimeError(f"decoder logits_from returns other rows than the full pass ({dec_path})")
     err = float(np.abs(got - ref).max())
     if not np.isfinite(err) or err > tol:
         raise RuntimeError(f"ONNX/PyTorch parity failed: max |logit diff| {err:.2e} > {tol:.0e} ({dec_path})")
     return err
-
-
-def _cross_feeds(ck: np.ndarray, cv: np.ndarray, logits_from: int = 0) -> dict[str, np.ndarray]:
-    return {**cross_feeds(ck, cv), "logits_from": np.array([logits_from], np.int64)}
 
 
 def _names(session) -> list[str]:
@@ -112,12 +120,9 @@ def _logits(enc: Path, dec: Path, feats: np.ndarray, tokens: np.ndarray) -> np.n
     import onnxruntime as ort
 
     enc_s = ort.InferenceSession(str(enc), providers=["CPUExecutionProvider"])
-    ck, cv = split_cross(enc_s.run(None, {"input_features": feats}), _names(enc_s))
-    b, h, _, dh = ck[0].shape
-    empty = np.zeros((len(ck), b, h, 0, dh), np.float32)
+    cross = cross_feeds(*split_cross(enc_s.run(None, {"input_features": feats}), _names(enc_s)))
     dec_s = ort.InferenceSession(str(dec), providers=["CPUExecutionProvider"])
-    feeds = {"tokens": tokens, "self_k": empty, "self_v": empty, **_cross_feeds(ck, cv)}
-    return dec_s.run(None, feeds)[0].reshape(-1)
+    return decoder_passes(dec_s, [tokens], cross).reshape(-1)
 
 
 def check_quantized(fp32: tuple[Path, Path], quant: tuple[Path, Path], sot: int, min_cosine: float) -> float:
@@ -184,11 +189,13 @@ def build_whisper_bundle(
     decoder_quantize: str | None = None,
     check: bool = True,
     vad: Path | None = None,
+    decoder_graph: str = "stacked",
 ) -> Path:
     """Export `source` (HF Whisper dir or id) into the bundle directory `out`.
 
     quantize: fp32 | int8 for both graphs; decoder_quantize (int8 | int4) overrides the decoder.
     vad: a silero_vad.onnx to ship in the bundle (the runtime falls back to an energy gate).
+    decoder_graph: stacked | fused (see export_fp32_graphs).
     """
     out = Path(out)
     dec_q = decoder_quantize or quantize
@@ -216,7 +223,7 @@ def build_whisper_bundle(
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         steps.set_postfix_str("exporting ONNX")
-        enc32, dec32 = export_fp32_graphs(model, tmp, untie_output=dec_q != "fp32")
+        enc32, dec32 = export_fp32_graphs(model, tmp, untie_output=dec_q != "fp32", decoder_graph=decoder_graph)
         steps.update()
         if check:
             steps.set_postfix_str("checking ONNX against PyTorch")
@@ -248,7 +255,10 @@ def build_whisper_bundle(
         **common_sections(model.config, gen, out, n_layers=model.config.decoder_layers),
         "extra": {
             "alignment_heads": gen.get("alignment_heads"),
-            "kv_layout": {"self": "L,B,H,T,Dh", "cross": "L,B,H,S,Dh"},
+            "kv_layout": {
+                "self": "per layer B,H,T,Dh (in place)" if decoder_graph == "fused" else "L,B,H,T,Dh",
+                "cross": "per layer B,H,S,Dh",
+            },
         },
     }
     write_manifest(out, manifest)

@@ -7,6 +7,7 @@ attention out, so the ONNX graphs have exactly the interface the runtime expects
     decoder:  tokens (B, N), self_k, self_v (L, B, H, P, Dh), logits_from (1,), cross_k.i, cross_v.i (B, H, S, Dh)
               for each layer i
               ->  logits (B, N - logits_from, V), present_k, present_v (L, B, H, P+N, Dh)
+              (the interface of older bundles; new ones have the fused decoder of whisper_fused.py)
 
 The encoder runs on any even number of frames up to the model's 30 s window (it slices
 the position table), and the decoder's position offset is the cache length P. The decoder
@@ -98,7 +99,10 @@ class WhisperEncoderGraph(nn.Module):
 
 
 class WhisperDecoderGraph(nn.Module):
-    """One decoder pass over N new tokens with a self-attention KV cache of length P."""
+    """One decoder pass over N new tokens with a self-attention KV cache of length P, the stacked
+    interface above. Bundles are now exported with the fused decoder (whisper_fused.py); this
+    one stays so that tests can build a decoder as older bundles have it (export_stacked_decoder)
+    and check that the runtime still runs them."""
 
     def __init__(self, hf_model: nn.Module, untie_output: bool = False) -> None:
         super().__init__()
@@ -146,3 +150,33 @@ class WhisperDecoderGraph(nn.Module):
         x = d.layer_norm(x[:, logits_from[0] :])  # (B, N - logits_from, C)
         logits = x @ (self.proj if self.proj is not None else d.embed_tokens.weight.t())  # (B, N, V)
         return logits, torch.stack(new_k), torch.stack(new_v)
+
+
+def export_stacked_decoder(model: nn.Module, path, untie_output: bool = False) -> None:
+    """Write the decoder with the stacked-cache interface that bundles had before the fused one."""
+    from edge_alm.export.graph_export import export_onnx
+
+    cfg = model.config
+    n_layers, n_heads = cfg.decoder_layers, cfg.decoder_attention_heads
+    dh = cfg.d_model // n_heads
+    cross_names = [f"cross_{kv}.{i}" for kv in "kv" for i in range(n_layers)]
+    past_axes, present_axes = {1: "batch", 3: "past"}, {1: "batch", 3: "past_plus_new"}
+    past = torch.zeros(n_layers, 1, n_heads, 2, dh)
+    cross = [torch.randn(1, n_heads, 100, dh) for _ in range(2 * n_layers)]
+    axes = {
+        "tokens": {0: "batch", 1: "new"},
+        "self_k": past_axes,
+        "self_v": past_axes,
+        **{name: {0: "batch", 2: "audio_positions"} for name in cross_names},
+        "logits": {0: "batch", 1: "new_logits"},
+        "present_k": present_axes,
+        "present_v": present_axes,
+    }
+    export_onnx(
+        WhisperDecoderGraph(model, untie_output),
+        (torch.tensor([[1, 2, 3]]), past, past, torch.tensor([1]), *cross),
+        path,
+        ["tokens", "self_k", "self_v", "logits_from", *cross_names],
+        ["logits", "present_k", "present_v"],
+        axes,
+    )

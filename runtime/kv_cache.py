@@ -84,5 +84,8 @@ class KVBuffers:
         self.length = n
 
     def reorder(self, beam_indices: np.ndarray) -> None:
-        """Row b of the new cache is row beam_indices[b] of the old one (the batch may change)."""
-        self._alloc(np.ascontiguousarray(np.take(self.data, beam_indices, axis=1)))
+        """Row b of the new cache is row beam_indices[b] of the old one (the batch may change).
+        Only the filled positions are copied (beam search reorders every step)."""
+        data = np.empty((self.data.shape[0], len(beam_indices), *self.data.shape[2:]), np.float32)
+        data[:, :, :, : self.length] = self.data[:, beam_indices, :, : self.length]
+        self._alloc(data)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from edge_alm.runtime.decoding import DecodeResult, beam_search, generate
-from edge_alm.runtime.kv_cache import KVCache
+from edge_alm.runtime.kv_cache import KVBuffers, KVCache
 from edge_alm.runtime.logit_filters import apply_begin_suppress, apply_suppress, apply_timestamp_rules, suppress_ids
 from edge_alm.runtime.manifest import Manifest, SpecialTokens
 from edge_alm.runtime.sampling import LogitFilter, SamplingOptions, log_softmax
@@ -77,8 +77,7 @@ class Seq2SeqState:
     def __init__(self, model: Seq2SeqModel, cross: CrossKV) -> None:
         self.model = model
         self.cross = cross
-        n_layers, n_heads, head_dim = model._shape
-        self.cache = KVCache(n_layers, 1, n_heads, head_dim)
+        self.cache = model.new_cache()
 
     def prefill(self, prompt: list[int], logits_from: int = 0) -> np.ndarray:
         """Prompt tokens -> logits of the prompt's positions from `logits_from` on (1, N - logits_from, V)."""
@@ -108,6 +107,9 @@ class Seq2SeqModel:
         self._sliced_logits = "logits_from" in self.decoder.inputs
         # bundles exported before the per-layer cross inputs take the stacked (L, ...) tensors
         self._stacked_cross = "cross_k" in self.decoder.inputs
+        # fused decoders (export/whisper_fused.py) append to per-layer buffers in place; older
+        # ones take and return the whole stacked cache every step
+        self._fused = "past_k.0" in self.decoder.inputs
         self.special = manifest.tokens
         self._suppress = suppress_ids(manifest.tokens)
         d = manifest.decoder
@@ -120,9 +122,15 @@ class Seq2SeqModel:
         outputs = self.encoder.run({"input_features": np.ascontiguousarray(features, np.float32)})
         return split_cross(outputs, self.encoder.outputs)
 
-    def step(self, tokens: np.ndarray, cache: KVCache, cross: CrossKV, logits_from: int = 0) -> np.ndarray:
+    def new_cache(self) -> KVCache | KVBuffers:
+        """An empty self-attention cache of the kind this bundle's decoder reads (batch 1)."""
+        return (KVBuffers if self._fused else KVCache)(self._shape[0], 1, self._shape[1], self._shape[2])
+
+    def step(self, tokens: np.ndarray, cache: KVCache | KVBuffers, cross: CrossKV, logits_from: int = 0) -> np.ndarray:
         """Run the decoder on new tokens (B, N), extend the cache, return the logits of positions
         logits_from.. (B, N - logits_from, V)."""
+        if self._fused:
+            return self._fused_step(tokens, cache, cross, logits_from)
         feeds = {"tokens": tokens.astype(np.int64), "self_k": cache.k, "self_v": cache.v}
         if self._stacked_cross:
             feeds.update(cross_k=cross[0], cross_v=cross[1])
@@ -134,10 +142,28 @@ class Seq2SeqModel:
         cache.update(k, v)
         return logits if self._sliced_logits else logits[:, logits_from:]
 
+    def _fused_step(self, tokens: np.ndarray, cache: KVBuffers, cross: CrossKV, logits_from: int) -> np.ndarray:
+        n = tokens.shape[1]
+        cache.reserve(n)
+        fresh = cache.binding is None  # a new binding (first step, grown or reordered buffers)
+        binding = cache.bind(self.decoder.session)
+        if fresh:  # the audio's K/V stay bound for the whole decode: no per-step feeds
+            for name, a in cross_feeds(*cross).items():
+                binding.bind_cpu_input(name, a)
+        total = cache.length + n
+        binding.bind_cpu_input("tokens", np.ascontiguousarray(tokens, np.int64))
+        binding.bind_cpu_input("seqlens_k", np.full(cache.batch, total - 1, np.int32))
+        binding.bind_cpu_input("total_sequence_length", np.array(total, np.int32))
+        binding.bind_cpu_input("logits_from", np.array([logits_from], np.int64))
+        binding.bind_output("logits")  # its row count changes from call to call
+        self.decoder.session.run_with_iobinding(binding)
+        cache.length = total
+        return binding.get_outputs()[-1].numpy()  # (B, N - logits_from, V)
+
     def detect_language(self, cross: CrossKV) -> str:
         """The language code whose token is likeliest right after <|startoftranscript|>."""
         s = self.special
-        cache = KVCache(self._shape[0], 1, self._shape[1], self._shape[2])
+        cache = self.new_cache()
         logits = self.step(np.array([[s.sot]]), cache, cross)[0, -1]
         codes = list(s.languages)
         return codes[int(np.argmax(logits[[s.languages[c] for c in codes]]))]

@@ -57,3 +57,19 @@ def test_quantization_check_catches_a_wrong_graph(tiny_bundle, tmp_path):
     assert check_quantized(same, same, sot, MIN_QUANT_COSINE) > 0.999
     with pytest.raises(RuntimeError, match="drift from fp32"):
         check_quantized(same, (other / "encoder.onnx", other / "decoder.onnx"), sot, MIN_QUANT_COSINE)
+
+
+def test_fused_int8_decoder_quantizes_its_weights_but_not_the_position_table(tiny_hf, tmp_path):
+    """--decoder-graph fused, int8: every weight MatMul int8, the token table in 4-bit blocks,
+    the position table left fp32 (it is sliced, not gathered: in 4-bit blocks it moved the dev-set
+    WER), and the bundle transcribes with beams too."""
+    import onnx
+
+    out = build_whisper_bundle(tiny_hf, tmp_path / "q", quantize="int8", decoder_graph="fused")
+    nodes = onnx.load(str(out / "decoder.onnx")).graph.node
+    ops = [n.op_type for n in nodes]
+    assert ops.count("GatherBlockQuantized") == 1 and ops.count("GroupQueryAttention") == 2
+    assert ops.count("MatMulInteger") == 2 * 8 + 1  # q k v o, cross q o, fc1 fc2 per layer, and the projection
+    x = (np.random.default_rng(0).standard_normal(16000) * 0.1, 16000)
+    m = EdgeALM.load(out, threads=1)
+    assert isinstance(m.transcribe(x).text, str) and isinstance(m.transcribe(x, beam_size=3).text, str)

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from edge_alm.runtime.kv_cache import KVCache
 from edge_alm.runtime.manifest import load_manifest
 from edge_alm.runtime.seq2seq import DecodeOptions, Seq2SeqModel
 from edge_alm.runtime.session import SessionConfig
@@ -14,9 +13,20 @@ N_NEW = 12
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_hf, tiny_bundle):
+def fused_bundle(tiny_hf, tmp_path_factory):
+    """The tiny model with the fused decoder (export --decoder-graph fused); tiny_bundle has the
+    stacked one. Every parity test below runs on both."""
+    from edge_alm.export.whisper_export import build_whisper_bundle
+
+    return build_whisper_bundle(tiny_hf, tmp_path_factory.mktemp("fused"), quantize="fp32", decoder_graph="fused")
+
+
+@pytest.fixture(scope="module", params=["fused", "stacked"])
+def setup(request, tiny_hf, tiny_bundle, fused_bundle):
     hf = WhisperForConditionalGeneration.from_pretrained(tiny_hf, attn_implementation="eager").eval()
-    rt = Seq2SeqModel(load_manifest(tiny_bundle), SessionConfig(threads=1, cache_optimized=False))
+    bundle = fused_bundle if request.param == "fused" else tiny_bundle
+    rt = Seq2SeqModel(load_manifest(bundle), SessionConfig(threads=1, cache_optimized=False))
+    assert rt._fused == (request.param == "fused")
     rng = np.random.default_rng(0)
     feats = (rng.standard_normal((1, 80, 3000)) * 0.5).astype(np.float32)
     s = rt.special
@@ -49,9 +59,8 @@ def test_cached_decoding_equals_uncached(setup):
     cross = rt.encode(feats)
     cached = rt.decode(cross, prompt, DecodeOptions(max_new_tokens=N_NEW, timestamps=False, suppress=False)).tokens
     seq = list(prompt)
-    d = rt.manifest.decoder
     for _ in range(N_NEW):  # full recompute every step, empty cache
-        logits = rt.step(np.array([seq]), KVCache(d.n_layers, 1, d.n_heads, d.head_dim), cross)
+        logits = rt.step(np.array([seq]), rt.new_cache(), cross)
         seq.append(int(np.argmax(logits[0, -1])))
     assert cached == seq[len(prompt) :]
 
@@ -59,8 +68,7 @@ def test_cached_decoding_equals_uncached(setup):
 def test_rewind_gives_same_logits(setup):
     _, rt, feats, prompt = setup
     cross = rt.encode(feats)
-    d = rt.manifest.decoder
-    cache = KVCache(d.n_layers, 1, d.n_heads, d.head_dim)
+    cache = rt.new_cache()
     rt.step(np.array([prompt]), cache, cross)
     first = rt.step(np.array([[440]]), cache, cross)
     rt.step(np.array([[1000]]), cache, cross)
@@ -106,8 +114,7 @@ def test_prompt_with_previous_text_reads_only_the_rows_it_needs(setup):
         enc = hf.model.encoder(torch.from_numpy(feats)).last_hidden_state
         ref = hf(encoder_outputs=(enc,), decoder_input_ids=torch.tensor([full])).logits[0].double()
     ref_no_speech = float(torch.softmax(ref[full.index(s.sot)], -1)[s.no_speech])
-    d = rt.manifest.decoder
-    rows = rt.step(np.array([full]), KVCache(d.n_layers, 1, d.n_heads, d.head_dim), rt.encode(feats), 4)
+    rows = rt.step(np.array([full]), rt.new_cache(), rt.encode(feats), 4)
     assert rows.shape[1] == len(full) - 4
     np.testing.assert_allclose(rows[0], ref[4:].numpy(), atol=1e-3)
     got = rt.decode(rt.encode(feats), full, DecodeOptions(max_new_tokens=1, timestamps=False, suppress=False))
@@ -147,19 +154,34 @@ def test_beams_share_one_copy_of_the_cross_kv(setup):
     """Beam search feeds the decoder one (1, H, S, Dh) cross K/V for all beams (its MatMuls
     broadcast the batch); the beam parity test above checks the tokens that come out."""
     _, rt, feats, prompt = setup
-    seen, run = [], rt.decoder.run
+    seen, step = [], rt.step
 
-    def spy(feeds):
-        seen.append((feeds["tokens"].shape[0], feeds["cross_k.0"].shape[0]))
-        return run(feeds)
+    def spy(tokens, cache, cross, logits_from=0):
+        seen.append((tokens.shape[0], cross[0][0].shape[0]))
+        return step(tokens, cache, cross, logits_from)
 
-    rt.decoder.run = spy  # instance attribute, removed below
+    rt.step = spy  # instance attribute, removed below
     try:
         rt.decode(rt.encode(feats), prompt, DecodeOptions(beam_size=4, max_new_tokens=6, timestamps=False))
     finally:
-        del rt.decoder.run
+        del rt.step
     assert max(b for b, _ in seen) == 4
     assert {c for _, c in seen} == {1}
+
+
+def test_fused_decoder_appends_to_its_buffers_in_place(fused_bundle):
+    """The fused decoder has no stacked cache and no Split/Concat of it: each layer's
+    GroupQueryAttention writes the new K/V into the bound buffer (past and present are one array)."""
+    import onnx
+
+    rt = Seq2SeqModel(load_manifest(fused_bundle), SessionConfig(threads=1, cache_optimized=False))
+    graph = onnx.load(str(rt.manifest.graph_path("decoder"))).graph
+    assert [n.op_type for n in graph.node].count("GroupQueryAttention") == rt.manifest.decoder.n_layers
+    assert not [n for n in graph.node if n.op_type in ("Split", "Concat")]
+    cache = rt.new_cache()
+    before = cache.data
+    rt.step(np.array([[rt.special.sot, 440]]), cache, rt.encode(np.zeros((80, 200), np.float32)))
+    assert cache.length == 2 and cache.data is before and np.abs(before[:, :, :, :2]).sum() > 0
 
 
 def test_split_cross_reads_per_layer_and_stacked_encoder_outputs():
