@@ -111,7 +111,7 @@ def compression_ratio(text: str) -> float:
 
 def loudest_frame_db(samples: np.ndarray, frame: int = 320, block_frames: int = 4096) -> float:
     """Level of the loudest 20 ms frame, dBFS. Squares in float64 a block of frames at a time:
-    the whole 10-minute file at once made a 73 MB temporary (its peak RSS)."""
+    the whole 10-minute file at once made a 73 MB temporary."""
     if len(samples) == 0:
         return -np.inf
     n = max(1, len(samples) // frame)
