@@ -18,6 +18,8 @@ nobody reads.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -152,7 +154,7 @@ class WhisperDecoderGraph(nn.Module):
         return logits, torch.stack(new_k), torch.stack(new_v)
 
 
-def export_stacked_decoder(model: nn.Module, path, untie_output: bool = False) -> None:
+def export_stacked_decoder(model: nn.Module, path: Path, untie_output: bool = False) -> None:
     """Write the decoder with the stacked-cache interface that bundles had before the fused one."""
     from edge_alm.export.graph_export import export_onnx
 

@@ -61,8 +61,8 @@ def test_quantization_check_catches_a_wrong_graph(tiny_bundle, tmp_path):
 
 def test_fused_int8_decoder_quantizes_its_weights_but_not_the_position_table(tiny_hf, tmp_path):
     """--decoder-graph fused, int8: every weight MatMul int8, the token table in 4-bit blocks,
-    the position table left fp32 (it is sliced, not gathered: in 4-bit blocks it moved the dev-set
-    WER), and the bundle transcribes with beams too."""
+    the position table left fp32 as in the stacked graph (it is sliced, not gathered), and the
+    bundle transcribes with beams too."""
     import onnx
 
     out = build_whisper_bundle(tiny_hf, tmp_path / "q", quantize="int8", decoder_graph="fused")
