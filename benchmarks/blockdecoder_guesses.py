@@ -31,6 +31,7 @@ from edge_alm.export.whisper_export import load_hf_whisper
 from edge_alm.runtime.features import log_mel
 
 from edge_alm import EdgeALM
+from edge_alm.audio import load_audio
 
 DEV = Path("benchmarks/data/clips")
 
@@ -84,7 +85,7 @@ def shortcut_accuracy(rt: EdgeALM, hf, clips: list[Path]) -> dict[str, float]:
     hits: dict[str, int] = {}
     total = 0
     for path in clips:
-        out = teacher_pass(rt, hf, rt_audio(path))
+        out = teacher_pass(rt, hf, load_audio(path))
         if out is None:
             continue
         ids, hs, enc = out
@@ -106,12 +107,6 @@ def shortcut_accuracy(rt: EdgeALM, hf, clips: list[Path]) -> dict[str, float]:
                 key = f"embedding into layers {first}-{n_layers - 1}"
                 hits[key] = hits.get(key, 0) + int((guess == target).sum())
     return {k: v / total for k, v in hits.items()} | {"positions": total}
-
-
-def rt_audio(path: Path) -> np.ndarray:
-    from edge_alm.audio import load_audio
-
-    return load_audio(path)
 
 
 def guess_corpus(rt: EdgeALM, hf, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -47,6 +47,16 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, inputs, outs, name=base, domain=domain, **attrs))
         return outs[0] if n_out == 1 else outs
 
+    def save(self, path: Path, name: str, inputs: list, outputs: list) -> Path:
+        """Write the graph as an ONNX model (opset 18 + onnxruntime's contrib ops), one file."""
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS, 1)], producer_name="edge-alm"
+        )
+        model.ir_version = 9
+        onnx.save(model, str(path), save_as_external_data=False)
+        return path
+
 
 def _w(linear: torch.nn.Linear) -> np.ndarray:
     return linear.weight.detach().float().numpy().T  # (in, out): x @ W
@@ -147,10 +157,4 @@ def build_lm_onnx(lm: torch.nn.Module, path: Path) -> Path:
     for i in range(n_layers):
         inputs += [helper.make_tensor_value_info(f"past_{kv}.{i}", f32, kv_in) for kv in "kv"]
         outputs += [helper.make_tensor_value_info(f"present_{kv}.{i}", f32, kv_out) for kv in "kv"]
-    graph = helper.make_graph(g.nodes, "causal_lm", inputs, outputs, g.inits)
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS, 1)], producer_name="edge-alm"
-    )
-    model.ir_version = 9
-    onnx.save(model, str(path), save_as_external_data=False)
-    return path
+    return g.save(path, "causal_lm", inputs, outputs)

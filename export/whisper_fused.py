@@ -27,7 +27,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from edge_alm.export.lm_onnx import MS, _b, _Graph, _w
 from onnx import TensorProto, helper
@@ -38,6 +37,15 @@ def _ln(g: _Graph, name: str, norm: torch.nn.LayerNorm) -> tuple[str, str]:
         g.const(f"{name}.w", norm.weight.detach().float().numpy()),
         g.const(f"{name}.b", norm.bias.detach().float().numpy()),
     )
+
+
+def _add_norm(
+    g: _Graph, x: str, residual: str, bias: str, norm: torch.nn.LayerNorm, name: str, eps: float
+) -> tuple[str, str]:
+    """residual + x + bias, then LayerNorm: (normalised, new residual)."""
+    w, b = _ln(g, name, norm)
+    h, _, _, residual = g.op("SkipLayerNormalization", [x, residual, w, b, bias], n_out=4, domain=MS, epsilon=eps)
+    return h, residual
 
 
 def build_whisper_decoder_onnx(model: torch.nn.Module, path: Path, untie_output: bool = True) -> Path:
@@ -70,13 +78,11 @@ def build_whisper_decoder_onnx(model: torch.nn.Module, path: Path, untie_output:
     pending, pending_bias = None, None  # the last sublayer's output and bias, not yet added
     for i, layer in enumerate(dec.layers):
         a, c = layer.self_attn, layer.encoder_attn
-        w, b = _ln(g, f"l{i}.ln1", layer.self_attn_layer_norm)
         if pending is None:
+            w, b = _ln(g, f"l{i}.ln1", layer.self_attn_layer_norm)
             h = g.op("LayerNormalization", [residual, w, b], axis=-1, epsilon=eps)
         else:
-            h, _, _, residual = g.op(
-                "SkipLayerNormalization", [pending, residual, w, b, pending_bias], n_out=4, domain=MS, epsilon=eps
-            )
+            h, residual = _add_norm(g, pending, residual, pending_bias, layer.self_attn_layer_norm, f"l{i}.ln1", eps)
         # Q, K and V as three MatMuls, as in the stacked graph: int8 gives each weight its own
         # scale (one packed weight would share one)
         q = g.op("Add", [g.op("MatMul", [h, g.const(f"l{i}.q.w", _w(a.q_proj))]), g.const(f"l{i}.q.b", _b(a.q_proj))])
@@ -95,14 +101,8 @@ def build_whisper_decoder_onnx(model: torch.nn.Module, path: Path, untie_output:
         )
         g.nodes[-1].output[1], g.nodes[-1].output[2] = f"present_k.{i}", f"present_v.{i}"
         o = g.op("MatMul", [attn, g.const(f"l{i}.o.w", _w(a.out_proj))])
-        w, b = _ln(g, f"l{i}.ln2", layer.encoder_attn_layer_norm)
-        h, _, _, residual = g.op(
-            "SkipLayerNormalization",
-            [o, residual, w, b, g.const(f"l{i}.o.b", _b(a.out_proj))],
-            n_out=4,
-            domain=MS,
-            epsilon=eps,
-        )
+        o_b = g.const(f"l{i}.o.b", _b(a.out_proj))
+        h, residual = _add_norm(g, o, residual, o_b, layer.encoder_attn_layer_norm, f"l{i}.ln2", eps)
         # cross-attention on the encoder's K/V; the softmax scale is folded into the Q weights
         q = g.op(
             "Add",
@@ -116,14 +116,8 @@ def build_whisper_decoder_onnx(model: torch.nn.Module, path: Path, untie_output:
         p = g.op("Softmax", [g.op("MatMul", [q, kt])], axis=-1)  # (B, H, N, S)
         ctx = g.op("Transpose", [g.op("MatMul", [p, f"cross_v.{i}"])], perm=[0, 2, 1, 3])  # (B, N, H, Dh)
         o = g.op("MatMul", [g.op("Reshape", [ctx, merged]), g.const(f"l{i}.co.w", _w(c.out_proj))])
-        w, b = _ln(g, f"l{i}.ln3", layer.final_layer_norm)
-        h, _, _, residual = g.op(
-            "SkipLayerNormalization",
-            [o, residual, w, b, g.const(f"l{i}.co.b", _b(c.out_proj))],
-            n_out=4,
-            domain=MS,
-            epsilon=eps,
-        )
+        co_b = g.const(f"l{i}.co.b", _b(c.out_proj))
+        h, residual = _add_norm(g, o, residual, co_b, layer.final_layer_norm, f"l{i}.ln3", eps)
         f = g.op(
             "BiasGelu",
             [g.op("MatMul", [h, g.const(f"l{i}.fc1.w", _w(layer.fc1))]), g.const(f"l{i}.fc1.b", _b(layer.fc1))],
@@ -136,8 +130,7 @@ def build_whisper_decoder_onnx(model: torch.nn.Module, path: Path, untie_output:
     big, axes = g.const("big", np.array([2**62], np.int64)), g.const("axes1", np.array([1], np.int64))
     last = g.op("Slice", [pending, "logits_from", big, axes])
     res_last = g.op("Slice", [residual, "logits_from", big, axes])
-    w, b = _ln(g, "final_ln", dec.layer_norm)
-    x, _, _, _ = g.op("SkipLayerNormalization", [last, res_last, w, b, pending_bias], n_out=4, domain=MS, epsilon=eps)
+    x, _ = _add_norm(g, last, res_last, pending_bias, dec.layer_norm, "final_ln", eps)
     if untie_output:
         proj = dec.embed_tokens.weight.detach().float().numpy().T.copy()  # (C, V)
         g.nodes.append(helper.make_node("MatMul", [x, g.const("proj.w", proj)], ["logits"], name="proj"))
@@ -165,10 +158,4 @@ def build_whisper_decoder_onnx(model: torch.nn.Module, path: Path, untie_output:
             helper.make_tensor_value_info(f"cross_{kv}.{i}", f32, ["cross_batch", n_heads, "audio_positions", head_dim])
             for i in range(n_layers)
         ]
-    graph = helper.make_graph(g.nodes, "whisper_decoder", inputs, outputs, g.inits)
-    model_proto = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS, 1)], producer_name="edge-alm"
-    )
-    model_proto.ir_version = 9
-    onnx.save(model_proto, str(path), save_as_external_data=False)
-    return path
+    return g.save(path, "whisper_decoder", inputs, outputs)
