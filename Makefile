@@ -31,7 +31,7 @@ demo: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(QA_BUNDLE)/manifest.js
 	@echo "--- the same clip streamed at real-time pace, as from a microphone:"
 	$(VENV)/bin/edge-alm listen --input $(SAMPLE) --realtime --threads $(THREADS) --stats
 	@echo "--- questions about the clip to the audio-QA model (whisper-base encoder + SmolLM2-135M, trained here):"
-	$(PY) -m edge_alm.demo_qa $(QA_BUNDLE) $(SAMPLE) --threads $(THREADS)
+	$(PY) -m edge_alm.demo_qa $(QA_BUNDLE) $(SAMPLE) --scores benchmarks/results/x86-2core/alm_qa_eval.json --threads $(THREADS)
 
 test: PKGS := $(TEST_PKGS)
 test: debian $(VENV)/.installed $(BUNDLE)/manifest.json $(BD_BUNDLE)/manifest.json $(ALM_BUNDLE)/manifest.json \

@@ -1,9 +1,12 @@
-"""`python -m edge_alm.demo_qa BUNDLE CLIP`: a few questions to an audio-QA bundle about a
-clip, a noisy copy of it, and the two together (what `make demo` shows)."""
+"""`python -m edge_alm.demo_qa BUNDLE CLIP --scores EVAL.json`: questions to an audio-QA bundle
+about a clip, a noisy and a quieter copy, and two clips together (what `make demo` shows). Only
+the questions the model answers well on held-out voices are asked, each with its held-out score."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -17,45 +20,74 @@ def noisy_copy(x: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
     return (x + gain * n).astype(np.float32)
 
 
+# (what the clips are, which clips, question, task in the held-out evaluation)
+ASKS = [
+    ("the clip", "clean", "What kind of sound is this?", "sound"),
+    ("the clip", "clean", "Is the speaker male or female?", "gender"),
+    ("the clip", "clean", "Is the speech slow, normal or fast?", "rate"),
+    ("the clip", "clean", "How noisy is this recording: clean, slightly noisy or very noisy?", "noisy"),
+    (
+        "a copy with noise at 3 dB SNR",
+        "noisy",
+        "How noisy is this recording: clean, slightly noisy or very noisy?",
+        "noisy",
+    ),
+    ("the clip", "clean", "Rate the overall quality of this recording from 1 to 5.", "mos"),
+    ("a copy with noise at 3 dB SNR", "noisy", "Rate the overall quality of this recording from 1 to 5.", "mos"),
+    (
+        "clip 1 = its first half, clip 2 = the whole clip",
+        "half+clean",
+        "Which clip is longer, the first or the second?",
+        "longer",
+    ),
+    (
+        "clip 1 = the clip 12 dB quieter, clip 2 = the clip",
+        "quiet+clean",
+        "Which clip is louder, the first or the second?",
+        "louder",
+    ),
+]
+
+
+def held_out_score(scores: dict, task: str) -> tuple[str, bool]:
+    """The task's held-out score from the evaluation report (benchmarks/alm_qa_eval.py), and
+    whether it is good enough to show: accuracy >= 80 %, or a quality score within 0.5 on average."""
+    s = scores.get("with_audio", {}).get(task)
+    if not s:
+        return "no held-out score", False
+    if "mae" in s:
+        return f"held-out MAE {s['mae']:.2f} against DNSMOS", s["mae"] <= 0.5
+    return f"held-out accuracy {100 * s['accuracy']:.0f} %", s["accuracy"] >= 0.8
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("clip")
+    ap.add_argument("--scores", help="the model's held-out evaluation (json), to print each task's score")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     model = EdgeALM.load(args.model, threads=args.threads)
+    scores = json.loads(Path(args.scores).read_text()) if args.scores else {}
     clean = load_audio(args.clip, model.sample_rate)
-    noisy = noisy_copy(clean, 3.0)
-    half = clean[: len(clean) // 2]
-    # only questions the model answers well on held-out voices and sentences (README): the
-    # held-out score is printed next to each answer
-    asks = [
-        ("the clip", [clean], "What kind of sound is this?", "held-out accuracy 100 %"),
-        ("the clip", [clean], "Is the speech slow, normal or fast?", "held-out accuracy 93 %"),
-        ("the clip", [clean], "How noisy is this recording: clean, slightly noisy or very noisy?", "80 %"),
-        (
-            "a copy with noise at 3 dB SNR",
-            [noisy],
-            "How noisy is this recording: clean, slightly noisy or very noisy?",
-            "80 %",
-        ),
-        ("the clip", [clean], "Rate the overall quality of this recording from 1 to 5.", "MAE 0.38 vs DNSMOS"),
-        (
-            "a copy with noise at 3 dB SNR",
-            [noisy],
-            "Rate the overall quality of this recording from 1 to 5.",
-            "MAE 0.38 vs DNSMOS",
-        ),
-        (
-            "clip 1 = its first half, clip 2 = the whole clip",
-            [half, clean],
-            "Which clip is longer, the first or the second?",
-            "89 %",
-        ),
-    ]
-    for what, clips, question, score in asks:
-        a = model.ask(question, audio=[(c, model.sample_rate) for c in clips], max_new_tokens=32)
+    clips = {
+        "clean": clean,
+        "noisy": noisy_copy(clean, 3.0),
+        "half": clean[: len(clean) // 2],
+        "quiet": (clean * 10 ** (-12 / 20)).astype(np.float32),
+    }
+    skipped = []
+    for what, which, question, task in ASKS:
+        score, good = held_out_score(scores, task)
+        if not good:
+            skipped.append(f"{task} ({score})")
+            continue
+        audio = [(clips[name], model.sample_rate) for name in which.split("+")]
+        a = model.ask(question, audio=audio, max_new_tokens=32)
         print(f"[{what}] {question}\n    -> {a.text}   ({score}; first token {a.timings['first_token_ms']:.0f} ms)")
+
+    if skipped:
+        print("not asked, answered poorly on held-out voices: " + ", ".join(dict.fromkeys(skipped)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from edge_alm.export.alm_graphs import adapter_inputs
 
 if TYPE_CHECKING:
     from edge_alm.export.alm_export import AlmParts
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 def reference_logits(parts: AlmParts, feats: torch.Tensor, before: list[int], after: list[int]) -> np.ndarray:
     """PyTorch: [text before ; audio embeddings ; text after] through the HF LM -> last logits (V,)."""
     with torch.no_grad():
-        audio = parts.adapter(parts.encoder(feats))[0]  # (S/p, D)
+        n_stats = getattr(parts.adapter, "n_stats", 0)
+        audio = parts.adapter(*adapter_inputs(n_stats, parts.encoder(feats)))[0]  # (S/p, D)
         emb = parts.lm.get_input_embeddings()
         x = torch.cat([emb(torch.tensor(before)), audio, emb(torch.tensor(after))])[None]
         return parts.lm(inputs_embeds=x).logits[0, -1].numpy()
@@ -32,7 +34,10 @@ def onnx_embeds(paths: dict[str, Path], feats: np.ndarray, before: list[int], af
         for k in ("audio_encoder", "adapter", "embed")
     }
     (hidden,) = s["audio_encoder"].run(None, {"input_features": feats})
-    (audio,) = s["adapter"].run(None, {"hidden": hidden})
+    inputs = s["adapter"].get_inputs()  # hidden [, frame_stats (B, S, n_stats)]
+    n_stats = inputs[1].shape[2] if len(inputs) > 1 else 0
+    feeds = [t.numpy() for t in adapter_inputs(n_stats, torch.from_numpy(hidden))]
+    (audio,) = s["adapter"].run(None, dict(zip([i.name for i in inputs], feeds)))
     (t0,) = s["embed"].run(None, {"input_ids": np.array([before], np.int64)})
     (t1,) = s["embed"].run(None, {"input_ids": np.array([after], np.int64)})
     return np.concatenate([t0, audio, t1], axis=1)

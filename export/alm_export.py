@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from edge_alm.export.alm_checks import check_parity, onnx_embeds, onnx_logits, parity_inputs, voice_like_features
-from edge_alm.export.alm_graphs import AudioEncoderGraph, EmbedGraph, PooledMLPAdapter
+from edge_alm.export.alm_graphs import AudioEncoderGraph, EmbedGraph, PooledMLPAdapter, adapter_inputs
 from edge_alm.export.graph_export import MIN_QUANT_COSINE, export_onnx, logit_cosine, require_cosine, with_vad
 from edge_alm.export.lm_onnx import build_lm_onnx, lm_dims
 from edge_alm.export.quantize import quantize_graph
@@ -169,10 +169,12 @@ def whisper_alm_parts(
     enc, wcfg = whisper.model.encoder, whisper.config
     lm = load_lm(lm_dir)
     torch.manual_seed(seed)
+    n_stats = 0
     if adapter_weights is not None:
         weights = load_trained(adapter_weights, lm, enc)
         pool = int(json.loads(str(weights["meta"]))["pool"])
-    adapter = PooledMLPAdapter(wcfg.d_model, lm.config.hidden_size, pool)
+        n_stats = weights["adapter.fc1.weight"].shape[1] - wcfg.d_model  # level/pitch inputs, if trained with them
+    adapter = PooledMLPAdapter(wcfg.d_model, lm.config.hidden_size, pool, n_stats)
     if adapter_weights is not None:
         adapter.load_state_dict({k[8:]: torch.from_numpy(v) for k, v in weights.items() if k.startswith("adapter.")})
         if any(k.startswith("lora.") for k in weights):
@@ -230,13 +232,16 @@ def export_fp32(parts: AlmParts, out: Path) -> dict[str, Path]:
     )
     with torch.no_grad():
         hidden = parts.encoder(feats)
+    inputs = adapter_inputs(getattr(parts.adapter, "n_stats", 0), hidden)
+    names = ["hidden", "frame_stats"][: len(inputs)]
+    axes = {name: {0: "batch", 1: "positions"} for name in names}
     export_onnx(
         parts.adapter,
-        (hidden,),
+        inputs,
         paths["adapter"],
-        ["hidden"],
+        names,
         ["audio_embeds"],
-        {"hidden": {0: "batch", 1: "positions"}, "audio_embeds": {0: "batch", 1: "audio_tokens"}},
+        axes | {"audio_embeds": {0: "batch", 1: "audio_tokens"}},
     )
     export_onnx(
         EmbedGraph(parts.lm.get_input_embeddings()),

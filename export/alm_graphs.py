@@ -1,7 +1,8 @@
 """Export-only torch modules that define the graphs of an `alm` bundle.
 
     audio_encoder: input_features (B, n_mels, T)  ->  hidden (B, T/2, C)
-    adapter:       hidden (B, S, C)  ->  audio_embeds (B, S/p, D)      (pooling by p inside)
+    adapter:       hidden (B, S, C) [, frame_stats (B, S, 3)]  ->  audio_embeds (B, S/p, D)
+                   (pooling by p inside; frame_stats: level and pitch, runtime/frame_stats.py)
     embed:         input_ids (B, N)  ->  embeds (B, N, D)
 
 The LM graph is written node by node with onnxruntime's fused ops (export/lm_onnx.py).
@@ -30,17 +31,30 @@ class AudioEncoderGraph(nn.Module):
 
 class PooledMLPAdapter(nn.Module):
     """edge-alm's adapter: average pooling by p (audio-token compression), then
-    Linear(C, D) -> GELU -> Linear(D, D) into the LM's embedding space."""
+    Linear(C [+ n_stats], D) -> GELU -> Linear(D, D) into the LM's embedding space. With
+    n_stats > 0 each encoder frame comes with that many numbers (level, voicing, pitch) that
+    the encoder's frames keep too little of."""
 
-    def __init__(self, d_audio: int, d_model: int, pool: int) -> None:
+    def __init__(self, d_audio: int, d_model: int, pool: int, n_stats: int = 0) -> None:
         super().__init__()
-        self.pool = pool
-        self.fc1 = nn.Linear(d_audio, d_model)
+        self.pool, self.n_stats = pool, n_stats
+        self.fc1 = nn.Linear(d_audio + n_stats, d_model)
         self.fc2 = nn.Linear(d_model, d_model)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        x = F.avg_pool1d(hidden.transpose(1, 2), self.pool, self.pool).transpose(1, 2)  # (B, S/p, C)
+    def forward(self, hidden: torch.Tensor, frame_stats: torch.Tensor | None = None) -> torch.Tensor:
+        if self.n_stats:
+            hidden = torch.cat([hidden, frame_stats], dim=-1)  # (B, S, C + n_stats)
+        x = F.avg_pool1d(hidden.transpose(1, 2), self.pool, self.pool).transpose(1, 2)  # (B, S/p, C + n_stats)
         return self.fc2(F.gelu(self.fc1(x)))  # (B, S/p, D)
+
+
+def adapter_inputs(n_stats: int, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The adapter's inputs for encoder frames alone (export and checks): the frames, and for an
+    adapter that reads n_stats frame statistics, fixed pseudo-random ones (the same every call)."""
+    if not n_stats:
+        return (hidden,)
+    g = torch.Generator().manual_seed(0)
+    return hidden, torch.rand(hidden.shape[0], hidden.shape[1], n_stats, generator=g) * 2 - 1
 
 
 class Qwen2AudioAdapter(nn.Module):

@@ -28,16 +28,18 @@ class Voice:
     gender: str  # male | female
 
 
-# espeak-ng variants set pitch and formants (m*/f* = male/female), over several accents
+# espeak-ng's voice variants with a gender in their file (voices/!v/), each over five accents.
+# Left out: variants that change the speaking rate by more than 10 % (Alicia, Andrea, anika,
+# AnxiousAndy, Marco, antonio: the rate labels would be wrong) and robotic or whispering ones.
+FEMALE_VARIANTS = ["f1", "f2", "f3", "f5", "aunty", "grandma", "linda", "steph"]
+MALE_VARIANTS = [*(f"m{i}" for i in range(1, 9)), "Andy", "Denis", "Diogo", "Henrique", "Hugo", "Lee", "Storm"]
+MALE_VARIANTS += ["croak", "michel", "miguel", "sandro", "victor"]
+ESPEAK_ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp"]
 ESPEAK = [
-    *(Voice("espeak", f"en-us+m{i}", "male") for i in (1, 2, 3, 4, 6, 7)),
-    *(Voice("espeak", f"en-us+f{i}", "female") for i in (1, 2, 3, 5)),
-    *(Voice("espeak", f"en-gb+m{i}", "male") for i in (1, 3, 5)),
-    *(Voice("espeak", f"en-gb+f{i}", "female") for i in (2, 3, 4)),
-    Voice("espeak", "en-gb-scotland+m2", "male"),
-    Voice("espeak", "en-gb-scotland+f3", "female"),
-    Voice("espeak", "en-029+f2", "female"),
-    Voice("espeak", "en-gb-x-rp+m4", "male"),
+    Voice("espeak", f"{accent}+{variant}", gender)
+    for gender, variants in (("female", FEMALE_VARIANTS), ("male", MALE_VARIANTS))
+    for variant in variants
+    for accent in ESPEAK_ACCENTS
 ]
 FLITE = [Voice("flite", "kal16", "male"), Voice("flite", "awb", "male"), Voice("flite", "slt", "female")]
 # accent family of each voice (espeak-ng's language variant; flite's voices: awb is Scottish)
@@ -50,11 +52,14 @@ def accent_of(voice_name: str) -> str:
     return ACCENTS[voice_name.split("+")[0]]
 
 
-# never used in training: the held-out set's voices
+# never used in training, in any accent: the held-out set's voices (three of each gender)
 HELD_OUT_VOICES = [
     Voice("flite", "rms", "male"),
     Voice("espeak", "en-gb-x-rp+f4", "female"),
     Voice("espeak", "en-us+klatt2", "male"),
+    Voice("espeak", "en-gb+Annie", "female"),
+    Voice("espeak", "en-029+belinda", "female"),
+    Voice("espeak", "en-us+travis", "male"),
 ]
 RATES = {"slow": 115, "normal": 165, "fast": 235}  # espeak words per minute
 FLITE_STRETCH = {"slow": 1.45, "normal": 1.0, "fast": 0.7}
@@ -62,6 +67,13 @@ FLITE_STRETCH = {"slow": 1.45, "normal": 1.0, "fast": 0.7}
 
 def train_voices() -> list[Voice]:
     return ESPEAK + (FLITE if shutil.which("flite") else [])
+
+
+def pick_voice(voices: list[Voice], rng: np.random.Generator) -> Voice:
+    """A voice of either gender with equal chance (there are more male variants than female)."""
+    gender = "female" if rng.random() < 0.5 else "male"
+    same = [v for v in voices if v.gender == gender]
+    return same[rng.integers(len(same))]
 
 
 def speak(text: str, voice: Voice, rate: str) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 Each clip is made from known parts (export/alm_qa_audio.py), labelled while it is made (and
 speech-quality labelled by DNSMOS P.835 from PyPI `speechmos`), then encoded once by the alm
-bundle's own audio encoder graph; the frames are cached on disk (fp16), so training never
-runs the encoder. Questions come from templates with paraphrases; answers are short texts
-the evaluation can parse. The held-out split uses sentences, voices and seeds that training
-never sees.
+bundle's own audio encoder graph; the frames are cached on disk (fp16) with each frame's level
+and pitch (runtime/frame_stats.py), so training never runs the encoder. Questions come from
+templates with paraphrases; answers are short texts the evaluation can parse. The held-out split
+uses sentences, voices and seeds that training never sees.
 """
 
 from __future__ import annotations
@@ -96,8 +96,7 @@ def make_clip(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarra
     rng = np.random.default_rng([spec.index, 1 if spec.split == "heldout" else 0])
     labels = spec.labels
     if spec.kind == "speech":
-        voices = A.HELD_OUT_VOICES if spec.split == "heldout" else A.train_voices()
-        voice = voices[rng.integers(len(voices))]
+        voice = A.pick_voice(A.HELD_OUT_VOICES if spec.split == "heldout" else A.train_voices(), rng)
         rate = ["slow", "normal", "fast"][rng.integers(3)]
         text = sentences[rng.integers(len(sentences))]
         x = A.speak(text, voice, rate)
@@ -219,6 +218,7 @@ def build_corpus(
     if (out / "index.json").is_file():
         return out
     (out / "frames").mkdir(parents=True, exist_ok=True)
+    (out / "stats").mkdir(exist_ok=True)
     train_s, held_s = split_sentences(A.sentence_pool())
     sentences = held_s if split == "heldout" else train_s
     offset = 10_000_000 if split == "heldout" else 0
@@ -235,6 +235,7 @@ def build_corpus(
                 spec.labels["mos"] = round(mos.ovrl(x), 2)
             hidden = model.audio_encoder.run({"input_features": model.features(x)})[0][0]  # (T/2, C)
             np.save(out / "frames" / f"{n:06d}.npy", hidden.astype(np.float16))
+            np.save(out / "stats" / f"{n:06d}.npy", model.frame_stats(x, len(hidden)).astype(np.float16))
             clips.append({"id": n, **asdict(spec)})
             if (n + 1) % 200 == 0 or n + 1 == len(specs):
                 eta = (time.time() - t0) / (n + 1) * (len(specs) - n - 1)
@@ -247,6 +248,7 @@ def build_corpus(
         q = pair_question(speech[a], speech[b], rng)
         if q:
             qas.append(q)
+    qas += voice_questions(clips, rng, n_accent=n_speech // 3, n_pairs=n_pairs // 3)
     (out / "index.json").write_text(json.dumps({"clips": clips, "qas": qas}))
     return out
 
@@ -256,7 +258,7 @@ SOUND_KINDS = ["beeps", "beeps", "tone", "noise", "siren", "silence"]
 
 def voice_questions(clips: list[dict], rng: np.random.Generator, n_accent: int, n_pairs: int) -> list[dict]:
     """Accent questions on speech clips, and same-voice pairs (half the same voice, half not) and
-    louder pairs (levels at least 6 dB apart): added to a built corpus, from its labels alone."""
+    louder pairs (levels at least 6 dB apart), from the clips' labels alone."""
     speech = [c for c in clips if c["kind"] == "speech"]
     by_voice: dict[str, list[dict]] = {}
     for c in speech:
@@ -285,17 +287,3 @@ def voice_questions(clips: list[dict], rng: np.random.Generator, n_accent: int, 
         if abs(la - lb) >= 6:
             louder.append(_qa([a["id"], b["id"]], "louder", "the first" if la > lb else "the second", rng))
     return accent + same_voice + louder
-
-
-def add_voice_questions(src: Path, dst: Path, n_accent: int, n_pairs: int, seed: int) -> Path:
-    """A copy of the built split `src` in `dst` (frames linked, not copied) whose questions also
-    hold voice_questions(). Done when dst/index.json exists."""
-    dst.mkdir(parents=True, exist_ok=True)
-    if (dst / "index.json").is_file():
-        return dst
-    if not (dst / "frames").exists():
-        (dst / "frames").symlink_to((src / "frames").resolve(), target_is_directory=True)
-    idx = json.loads((src / "index.json").read_text())
-    idx["qas"] += voice_questions(idx["clips"], np.random.default_rng(seed), n_accent, n_pairs)
-    (dst / "index.json").write_text(json.dumps(idx))
-    return dst

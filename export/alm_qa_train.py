@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from edge_alm.export.alm_graphs import PooledMLPAdapter
+from edge_alm.runtime.frame_stats import N_STATS
 from torch import nn
 
 LORA_TARGETS = ("q_proj", "v_proj")
@@ -73,13 +74,16 @@ class Corpus:
         self.qas, self.dir, self.alm, self.im_end = idx["qas"], split_dir, alm, im_end
         self.clips = {c["id"]: c for c in idx["clips"]}
 
-    def frames(self, clip: int) -> torch.Tensor:
-        return torch.from_numpy(np.load(self.dir / "frames" / f"{clip:06d}.npy").astype(np.float32))
+    def audio(self, clip: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A clip's cached encoder frames (S, C) and frame statistics (S, 3)."""
+        name = f"{clip:06d}.npy"
+        frames, stats = (np.load(self.dir / d / name).astype(np.float32) for d in ("frames", "stats"))
+        return torch.from_numpy(frames), torch.from_numpy(stats)
 
     def example(self, i: int) -> tuple[list, list[int]]:
         qa = self.qas[i]
         parts = self.alm.prompt_parts(qa["question"], len(qa["clips"]), True)
-        parts = [self.frames(qa["clips"][p]) if isinstance(p, int) else p for p in parts]
+        parts = [self.audio(qa["clips"][p]) if isinstance(p, int) else p for p in parts]
         return parts, self.alm.encode(qa["answer"]) + [self.im_end]
 
 
@@ -90,7 +94,7 @@ def batch_forward(lm, adapter, corpus: Corpus, rows: list[int]) -> tuple[torch.T
     seqs, spans = [], []
     for i in rows:
         parts, answer = corpus.example(i)
-        chunks = [adapter(p[None])[0] if isinstance(p, torch.Tensor) else emb(torch.tensor(p)) for p in parts]
+        chunks = [adapter(p[0][None], p[1][None])[0] if isinstance(p, tuple) else emb(torch.tensor(p)) for p in parts]
         prompt = torch.cat(chunks)
         seqs.append(torch.cat([prompt, emb(torch.tensor(answer))]))
         spans.append((prompt.shape[0], answer))
@@ -145,7 +149,7 @@ def train(
     enc_fp = whisper_fingerprint(whisper_dir)
     loras = add_lora(lm, rank, alpha)
     torch.manual_seed(seed)
-    adapter = PooledMLPAdapter(alm.config.audio.encoder_dim, alm.config.lm.hidden_size, pool)
+    adapter = PooledMLPAdapter(alm.config.audio.encoder_dim, alm.config.lm.hidden_size, pool, N_STATS)
     params = list(adapter.parameters()) + [p for m in loras for p in (m.A, m.B)]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     ckpt, log = work / "checkpoint.pt", work / "log.jsonl"
@@ -247,31 +251,15 @@ def build_and_train(
     steps: int = 1300,
     batch: int = 8,
     pool: int = 4,
-    stage2_steps: int = 0,
-    voice_questions: tuple[int, int] = (4000, 300),
 ) -> Path:
     """The whole recipe: corpus (train + held-out), training; returns the weights file.
-    `bundle` is the untrained alm bundle whose encoder graph and prompt template are used.
-
-    Stage 2 (stage2_steps > 0; off: tried with 400 steps, it did not learn the new questions on
-    unseen voices and lost gender on a training voice, see benchmarks/results/x86-2core/alm_qa_stage2.md)
-    goes on from stage 1's weights, at half its learning rate, over the same clips with accent,
-    same-voice and louder questions added (`voice_questions`: pairs of each
-    kind in the train and held-out splits, and accent questions on up to as many speech clips):
-    in work/stage2."""
+    `bundle` is the untrained alm bundle whose encoder graph and prompt template are used."""
     from edge_alm.export.alm_export import default_smollm2
-    from edge_alm.export.alm_qa_data import add_voice_questions, build_corpus
+    from edge_alm.export.alm_qa_data import build_corpus
     from edge_alm.export.whisper_weights import default_whisper_base
 
     work = Path(work)
-    build_corpus(work, bundle, speech_clips, sound_clips, pairs, "train")
     build_corpus(work, bundle, max(speech_clips // 10, 40), max(sound_clips // 8, 24), max(pairs // 10, 20), "heldout")
+    build_corpus(work, bundle, speech_clips, sound_clips, pairs, "train")
     lm, whisper = default_smollm2(cache), default_whisper_base(cache)
-    weights = train(work, bundle, lm, whisper, steps, batch=batch, pool=pool)
-    if stage2_steps <= 0:
-        return weights
-    s2 = work / "stage2"
-    n_train, n_held = voice_questions
-    add_voice_questions(work / "train", s2 / "train", n_train, n_train, seed=11)
-    add_voice_questions(work / "heldout", s2 / "heldout", n_held, n_held, seed=12)
-    return train(s2, bundle, lm, whisper, stage2_steps, batch=batch, lr=5e-4, pool=pool, init=weights)
+    return train(work, bundle, lm, whisper, steps, batch=batch, pool=pool)

@@ -18,6 +18,7 @@ import numpy as np
 from edge_alm.runtime.decoding import DecodeResult, TokenGenerator, beam_search
 from edge_alm.runtime.errors import AudioError, EdgeALMError
 from edge_alm.runtime.features import log_mel, power_db_mel
+from edge_alm.runtime.frame_stats import frame_stats
 from edge_alm.runtime.kv_cache import KVBuffers
 from edge_alm.runtime.manifest import AlmAudio, AlmConfig, FeatureParams, Manifest
 from edge_alm.runtime.sampling import SamplingOptions
@@ -180,8 +181,15 @@ class AlmModel:
     def encode_clip(self, samples: np.ndarray) -> np.ndarray:
         """Mono float samples at the model's rate -> audio embeddings (S/p, D)."""
         (hidden,) = self.audio_encoder.run({"input_features": self.features(samples)})  # (1, S, C)
-        (emb,) = self.adapter.run({"hidden": hidden})  # (1, S/p, D)
+        feeds = {"hidden": hidden}
+        if "frame_stats" in self.adapter.inputs:  # an adapter that also reads level and pitch
+            feeds["frame_stats"] = self.frame_stats(samples, hidden.shape[1])[None]  # (1, S, 3)
+        (emb,) = self.adapter.run(feeds)  # (1, S/p, D)
         return emb[0]
+
+    def frame_stats(self, samples: np.ndarray, n_frames: int) -> np.ndarray:
+        """Level, voicing and pitch per encoder frame (n_frames, 3); an encoder frame is two mel hops."""
+        return frame_stats(samples, n_frames, 2 * self.params.hop_length, self.params.sample_rate)
 
     def question_ids(self, question: str) -> list[int]:
         """A fixed-length question (prompt.question_tokens > 0): tokenized with the tokenizer's

@@ -1,14 +1,12 @@
-"""The audio-QA corpus's voice questions and the second training stage's weight loading (fast:
+"""The audio-QA corpus's voices and voice questions, and loading earlier training weights (fast:
 labels and tiny modules only, no audio, no LM)."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from edge_alm.export import alm_qa_audio as A
-from edge_alm.export.alm_qa_data import add_voice_questions, voice_questions
+from edge_alm.export.alm_qa_data import voice_questions
 
 
 def clips() -> list[dict]:
@@ -46,21 +44,17 @@ def test_accents_of_every_voice():
     assert A.accent_of("awb") == "scottish" and A.accent_of("en-gb-x-rp+f4") == "british"
 
 
-def test_added_questions_keep_the_split_and_link_its_frames(tmp_path):
-    src = tmp_path / "train"
-    (src / "frames").mkdir(parents=True)
-    (src / "frames" / "000000.npy").write_bytes(b"x")
-    old = [{"clips": [0], "task": "speech", "question": "?", "answer": "yes"}]
-    (src / "index.json").write_text(json.dumps({"clips": clips(), "qas": old}))
-    dst = add_voice_questions(src, tmp_path / "s2" / "train", n_accent=5, n_pairs=5, seed=0)
-    idx = json.loads((dst / "index.json").read_text())
-    assert idx["qas"][:1] == old and len(idx["qas"]) == 16 and idx["clips"] == clips()
-    assert (dst / "frames" / "000000.npy").read_bytes() == b"x" and (dst / "frames").is_symlink()
-    assert add_voice_questions(src, dst, 50, 50, seed=1) == dst  # done: left as it is
-    assert len(json.loads((dst / "index.json").read_text())["qas"]) == 16
+def test_held_out_voices_are_never_trained_on_and_genders_are_drawn_evenly():
+    train = A.ESPEAK + A.FLITE
+    variant = lambda name: name.split("+")[-1]  # noqa: E731
+    assert not {variant(v.name) for v in A.HELD_OUT_VOICES} & {variant(v.name) for v in train}
+    assert {v.gender for v in A.HELD_OUT_VOICES} == {"male", "female"}
+    rng = np.random.default_rng(0)
+    picked = [A.pick_voice(train, rng).gender for _ in range(2000)]
+    assert 0.45 < picked.count("female") / len(picked) < 0.55
 
 
-def test_stage_two_starts_from_the_weights_of_stage_one(tmp_path):
+def test_training_can_start_from_earlier_weights_of_the_same_base_only(tmp_path):
     torch = pytest.importorskip("torch")
     from edge_alm.export.alm_graphs import PooledMLPAdapter
     from edge_alm.export.alm_qa_train import LoRALinear, load_weights, save_weights

@@ -1,0 +1,27 @@
+"""The audio-QA demo asks only what the evaluation report says the model answers well, and prints
+each answer with its held-out score (run on the tiny random alm bundle)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+
+
+def test_demo_asks_the_well_scored_tasks_only(tiny_alm, tmp_path):
+    _, bundle = tiny_alm
+    t = np.arange(32000) / 16000
+    sf.write(tmp_path / "clip.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    scores = {"with_audio": {"sound": {"accuracy": 0.97}, "gender": {"accuracy": 0.55}, "mos": {"mae": 0.3}}}
+    (tmp_path / "s.json").write_text(json.dumps(scores))
+    cmd = [sys.executable, "-m", "edge_alm.demo_qa", str(bundle), str(tmp_path / "clip.wav")]
+    out = subprocess.run(cmd + ["--scores", str(tmp_path / "s.json")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    asked = [line for line in out.stdout.splitlines() if line.startswith("[")]
+    assert len(asked) == 3  # the sound question and the two quality questions
+    assert "held-out accuracy 97 %" in out.stdout and "held-out MAE 0.30 against DNSMOS" in out.stdout
+    assert "Is the speaker male or female?" not in out.stdout
+    assert "not asked" in out.stdout and "gender (held-out accuracy 55 %)" in out.stdout
