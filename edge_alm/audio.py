@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import struct
 import warnings
 from pathlib import Path
@@ -14,7 +15,7 @@ import soxr
 from edge_alm.errors import AudioError
 from edge_alm.runtime.pcm import check_rate, to_mono_float
 
-__all__ = ["AudioInput", "load_audio", "resample", "to_mono_float"]
+__all__ = ["AudioFile", "AudioInput", "load_audio", "open_audio", "resample", "to_mono_float"]
 
 AudioInput = str | Path | bytes | tuple[np.ndarray, int] | np.ndarray
 
@@ -86,3 +87,87 @@ def load_audio(audio: AudioInput, target_rate: int = 16000) -> np.ndarray:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise AudioError(f"{name}: cannot read audio ({why})") from None
     return resample(to_mono_float(data, name), rate, target_rate)
+
+
+class AudioFile:
+    """A long file's mono samples at target_rate, read and resampled a block at a time when they
+    are sliced: a transcription holds one block instead of the whole file (a 10-minute file is
+    38 MB as float32 at 16 kHz). Supports len() and slices, as the transcriber uses samples.
+
+    Blocks start on the resampling's period (441 samples at 22.05 kHz are 320 at 16 kHz) and are
+    resampled with a margin on each side, so they join into what resampling the whole file gives
+    (within rounding); a 16 kHz file is read as it is."""
+
+    BLOCK_S = 30.0  # seconds per block read
+    MARGIN_S = 0.05  # seconds of neighbouring audio the resampler sees on each side of a block
+
+    def __init__(self, path: str | Path, target_rate: int = 16000) -> None:
+        self.path = Path(path)
+        name = str(self.path)
+        if not self.path.is_file():
+            raise AudioError(f"{name}: audio file not found")
+        try:
+            self._file = sf.SoundFile(name)
+        except Exception as e:
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise AudioError(f"{name}: cannot read audio ({why})") from None
+        self.rate, self.target = check_rate(self._file.samplerate, name), target_rate
+        g = math.gcd(self.rate, target_rate)
+        self._src_period, self._out_period = self.rate // g, target_rate // g
+        # the length one-shot resampling gives: n * target / rate, rounded half up
+        n = self._file.frames
+        self._len = (2 * n * target_rate + self.rate) // (2 * self.rate)
+        self._block: tuple[int, np.ndarray] = (0, np.zeros(0, np.float32))
+
+    def __len__(self) -> int:
+        return self._len
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> AudioFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("AudioFile supports contiguous slices only")
+        a, b, _ = key.indices(self._len)
+        b = max(a, b)
+        start, block = self._block
+        if not (start <= a and b <= start + len(block)):
+            self._block = self._read_block(a, b)
+            start, block = self._block
+        return block[a - start : b - start]
+
+    def _read_block(self, a: int, b: int) -> tuple[int, np.ndarray]:
+        """Samples [start, end) at the target rate, start <= a on the period, end >= b."""
+        per_src, per_out = self._src_period, self._out_period
+        first = a // per_out  # periods
+        last = -(-max(b, a + int(self.BLOCK_S * self.target)) // per_out)
+        margin = -(-int(self.MARGIN_S * self.rate) // per_src) if self.rate != self.target else 0
+        lo, hi = max(0, first - margin), last + margin
+        self._file.seek(lo * per_src)
+        data = self._file.read((hi - lo) * per_src, dtype="float32", always_2d=False)
+        x = resample(to_mono_float(data, str(self.path)), self.rate, self.target)
+        cut = (first - lo) * per_out
+        end = min(self._len, last * per_out)
+        return first * per_out, np.ascontiguousarray(x[cut : cut + end - first * per_out])
+
+
+def open_audio(audio: AudioInput, target_rate: int = 16000, lazy_after_s: float = 60.0) -> np.ndarray | AudioFile:
+    """As load_audio, but a file longer than lazy_after_s comes back as an AudioFile, read a
+    block at a time as it is sliced."""
+    if isinstance(audio, (str, Path)) and Path(audio).is_file():
+        try:
+            info = sf.info(str(audio))
+        except Exception:  # load_audio names the problem
+            info = None
+        if info is not None and info.samplerate > 0 and info.frames > lazy_after_s * info.samplerate:
+            cut = wav_truncation(Path(audio))
+            if cut:
+                warnings.warn(cut, TruncatedAudioWarning, stacklevel=2)
+            return AudioFile(audio, target_rate)
+    return load_audio(audio, target_rate)

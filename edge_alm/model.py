@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_alm.audio import AudioInput, load_audio
+from edge_alm.audio import AudioFile, AudioInput, load_audio, open_audio
 from edge_alm.runtime.alm import AlmModel, Answer, AskOptions, Chat
 from edge_alm.runtime.blockdecoder import BlockDecoderModel
 from edge_alm.runtime.manifest import Manifest, load_manifest
@@ -138,5 +138,8 @@ class EdgeALM:
         self._require_transcriber("transcribe")
         opts = replace(options or TranscribeOptions(), **overrides)
         check_options(opts)
-        samples = load_audio(audio, self.sample_rate)
-        return self.transcriber.transcribe(np.ascontiguousarray(samples), opts)
+        samples = open_audio(audio, self.sample_rate)  # a long file is read a block at a time
+        if isinstance(samples, AudioFile):
+            with samples:
+                return self.transcriber.transcribe(samples, opts)
+        return self.transcriber.transcribe(samples, opts)

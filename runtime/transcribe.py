@@ -21,6 +21,7 @@ import numpy as np
 from edge_alm.runtime.decoding import DecodeResult
 from edge_alm.runtime.features import log_mel
 from edge_alm.runtime.seq2seq import DecodeOptions, Seq2SeqModel
+from edge_alm.runtime.session import release_free_heap
 from edge_alm.runtime.tokenizer import TextTokenizer
 from edge_alm.runtime.vad import MIN_SPEECH_S, SPEECH_THRESHOLD, EnergyVAD, SileroVAD
 
@@ -109,16 +110,19 @@ def compression_ratio(text: str) -> float:
     return len(raw) / max(1, len(zlib.compress(raw))) if raw else 0.0
 
 
-def loudest_frame_db(samples: np.ndarray, frame: int = 320, block_frames: int = 4096) -> float:
-    """Level of the loudest 20 ms frame, dBFS. Squares in float64 a block of frames at a time:
-    the whole 10-minute file at once made a 73 MB temporary."""
+def loudest_frame_db(samples: np.ndarray, frame: int = 320, block_frames: int = 500) -> float:
+    """Level of the loudest 20 ms frame, dBFS. Squares in float64 a block of frames at a time,
+    sliced from `samples` (an array or an AudioFile): the whole 10-minute file at once made a
+    73 MB temporary."""
     if len(samples) == 0:
         return -np.inf
-    n = max(1, len(samples) // frame)
-    x = samples[: n * frame].reshape(n, -1) if len(samples) >= frame else samples[None]
-    loudest = max(
-        float(np.mean(x[i : i + block_frames].astype(np.float64) ** 2, axis=1).max()) for i in range(0, n, block_frames)
-    )
+    if len(samples) < frame:
+        frame = len(samples)
+    n = len(samples) // frame
+    loudest = 0.0
+    for i in range(0, n, block_frames):
+        x = np.asarray(samples[i * frame : min(n, i + block_frames) * frame]).reshape(-1, frame)  # (frames, frame)
+        loudest = max(loudest, float(np.mean(x.astype(np.float64) ** 2, axis=1).max()))
     return float(20 * np.log10(max(np.sqrt(loudest), 1e-10)))
 
 
@@ -293,6 +297,8 @@ class Transcriber:
                 seek += span  # silence, beeps or noise: the decoder would only invent words
                 continue
             win = self.window_samples(remaining, opts)
+            if segments:
+                release_free_heap()  # the last window's freed buffers, before this one's peak
             t0 = time.perf_counter()
             feats = log_mel(audio, self.params, n_samples=win)
             t1 = time.perf_counter()

@@ -46,3 +46,21 @@ def test_int16_samples_tuple():
 def test_bad_rate():
     with pytest.raises(AudioError, match="sample rate"):
         load_audio((tone(16000), 0))
+
+
+@pytest.mark.parametrize("sr,channels", [(22050, 1), (44100, 2), (16000, 1), (8000, 1)])
+def test_a_long_file_read_a_block_at_a_time_equals_reading_it_whole(tmp_path, sr, channels):
+    from edge_alm.audio import AudioFile, open_audio
+
+    g = np.random.default_rng(sr)
+    x = (0.1 * g.standard_normal((int(sr * 75.3), channels))).astype(np.float32)
+    sf.write(tmp_path / "long.wav", x, sr, subtype="FLOAT")
+    whole = load_audio(tmp_path / "long.wav")
+    with open_audio(tmp_path / "long.wav") as f:  # over 60 s: read lazily
+        assert isinstance(f, AudioFile) and len(f) == len(whole)
+        n = len(f) // 512
+        chunks = np.concatenate([f[i * 512 : (i + 1) * 512] for i in range(n)])  # as the VAD reads it
+        np.testing.assert_allclose(chunks, whole[: n * 512], atol=1e-5)
+        for a, b in [(0, 10), (len(f) - 5000, len(f) + 100), (123_457, 123_457 + 29 * 16000), (700_001, 700_000)]:
+            np.testing.assert_allclose(f[a:b], whole[a:b], atol=1e-5)
+    assert isinstance(open_audio(tmp_path / "long.wav", lazy_after_s=100.0), np.ndarray)
