@@ -84,9 +84,13 @@ def load_audio(audio: AudioInput, target_rate: int = 16000) -> np.ndarray:
     try:
         data, rate = sf.read(src, dtype="float32")  # (T,) for mono: no copy to mix channels
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AudioError(f"{name}: cannot read audio ({why})") from None
+        raise unreadable(name, e) from None
     return resample(to_mono_float(data, name), rate, target_rate)
+
+
+def unreadable(name: str, e: Exception) -> AudioError:
+    why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return AudioError(f"{name}: cannot read audio ({why})")
 
 
 class AudioFile:
@@ -108,9 +112,8 @@ class AudioFile:
             raise AudioError(f"{name}: audio file not found")
         try:
             self._file = sf.SoundFile(name)
-        except Exception as e:
-            why = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise AudioError(f"{name}: cannot read audio ({why})") from None
+        except Exception as e:  # as in load_audio
+            raise unreadable(name, e) from None
         self.rate, self.target = check_rate(self._file.samplerate, name), target_rate
         g = math.gcd(self.rate, target_rate)
         self._src_period, self._out_period = self.rate // g, target_rate // g
