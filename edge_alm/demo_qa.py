@@ -20,20 +20,18 @@ def noisy_copy(x: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
     return (x + gain * n).astype(np.float32)
 
 
+NOISY_Q = "How noisy is this recording: clean, slightly noisy or very noisy?"
+QUALITY_Q = "Rate the overall quality of this recording from 1 to 5."
+NOISY_COPY = "a copy with noise at 3 dB SNR"
 # (what the clips are, which clips, question, task in the held-out evaluation)
 ASKS = [
     ("the clip", "clean", "What kind of sound is this?", "sound"),
     ("the clip", "clean", "Is the speaker male or female?", "gender"),
     ("the clip", "clean", "Is the speech slow, normal or fast?", "rate"),
-    ("the clip", "clean", "How noisy is this recording: clean, slightly noisy or very noisy?", "noisy"),
-    (
-        "a copy with noise at 3 dB SNR",
-        "noisy",
-        "How noisy is this recording: clean, slightly noisy or very noisy?",
-        "noisy",
-    ),
-    ("the clip", "clean", "Rate the overall quality of this recording from 1 to 5.", "mos"),
-    ("a copy with noise at 3 dB SNR", "noisy", "Rate the overall quality of this recording from 1 to 5.", "mos"),
+    ("the clip", "clean", NOISY_Q, "noisy"),
+    (NOISY_COPY, "noisy", NOISY_Q, "noisy"),
+    ("the clip", "clean", QUALITY_Q, "mos"),
+    (NOISY_COPY, "noisy", QUALITY_Q, "mos"),
     (
         "clip 1 = its first half, clip 2 = the whole clip",
         "half+clean",
