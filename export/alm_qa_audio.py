@@ -34,7 +34,9 @@ class Voice:
 FEMALE_VARIANTS = ["f1", "f2", "f3", "f5", "aunty", "grandma", "linda", "steph"]
 MALE_VARIANTS = [*(f"m{i}" for i in range(1, 9)), "Andy", "Denis", "Diogo", "Henrique", "Hugo", "Lee", "Storm"]
 MALE_VARIANTS += ["croak", "michel", "miguel", "sandro", "victor"]
-ESPEAK_ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp"]
+# "en", not "en-gb": espeak-ng 1.51 ignores a +variant after "en-gb" and speaks its default male
+# voice (measured: "en-gb+f5" at 98 Hz, "en+f5" at 198 Hz), which mislabelled a fifth of the female clips.
+ESPEAK_ACCENTS = ["en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp"]
 ESPEAK = [
     Voice("espeak", f"{accent}+{variant}", gender)
     for gender, variants in (("female", FEMALE_VARIANTS), ("male", MALE_VARIANTS))
@@ -43,12 +45,12 @@ ESPEAK = [
 ]
 FLITE = [Voice("flite", "kal16", "male"), Voice("flite", "awb", "male"), Voice("flite", "slt", "female")]
 # accent family of each voice (espeak-ng's language variant; flite's voices: awb is Scottish)
-ACCENTS = {"en-us": "american", "en-gb": "british", "en-gb-x-rp": "british", "en-gb-scotland": "scottish"}
+ACCENTS = {"en-us": "american", "en": "british", "en-gb-x-rp": "british", "en-gb-scotland": "scottish"}
 ACCENTS |= {"en-029": "caribbean", "kal16": "american", "slt": "american", "rms": "american", "awb": "scottish"}
 
 
 def accent_of(voice_name: str) -> str:
-    """american | british | scottish | caribbean, from a Voice name such as "en-gb+m3" or "awb"."""
+    """american | british | scottish | caribbean, from a Voice name such as "en+m3" or "awb"."""
     return ACCENTS[voice_name.split("+")[0]]
 
 
@@ -57,7 +59,7 @@ HELD_OUT_VOICES = [
     Voice("flite", "rms", "male"),
     Voice("espeak", "en-gb-x-rp+f4", "female"),
     Voice("espeak", "en-us+klatt2", "male"),
-    Voice("espeak", "en-gb+Annie", "female"),
+    Voice("espeak", "en+Annie", "female"),
     Voice("espeak", "en-029+belinda", "female"),
     Voice("espeak", "en-us+travis", "male"),
 ]

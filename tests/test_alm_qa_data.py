@@ -10,7 +10,7 @@ from edge_alm.export.alm_qa_data import voice_questions
 
 
 def clips() -> list[dict]:
-    voices = ["en-us+m1", "en-gb+f2", "awb", "en-029+f2", "en-gb-scotland+m2"]
+    voices = ["en-us+m1", "en+f2", "awb", "en-029+f2", "en-gb-scotland+m2"]
     rng = np.random.default_rng(0)
     out = [
         {"id": i, "kind": "speech", "labels": {"voice": voices[i % 5], "level_db": float(rng.uniform(-40, -10))}}
