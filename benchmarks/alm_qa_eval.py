@@ -66,7 +66,9 @@ def load_clips(work: Path, split: str = "heldout") -> tuple[dict, list[dict]]:
     for c in idx["clips"]:
         _, x = make_clip(ClipSpec(c["index"], c["split"], c["kind"]), sentences)
         audio[c["id"]] = x
-    return audio, idx["qas"]
+    voices = {c["id"]: c["labels"].get("voice") for c in idx["clips"]}
+    qas = [{**qa, "voices": [voices[i] for i in qa["clips"]]} for qa in idx["qas"]]
+    return audio, qas
 
 
 def run(model, audio: dict, qas: list[dict], silence: bool = False) -> list[dict]:
@@ -129,6 +131,7 @@ def main() -> None:
         "median_first_token_ms": round(statistics.median(r["first_token_ms"] for r in rows), 1),
         "with_audio": summarise(rows),
         "audio_replaced_by_silence": summarise(silent) if silent else {},
+        "by_voice": by_voice(rows),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +139,18 @@ def main() -> None:
     md = markdown(report)
     (out / f"{args.name}.md").write_text(md)
     print(md)
+
+
+def by_voice(rows: list[dict], tasks: tuple[str, ...] = ("gender", "accent", "same_voice")) -> dict:
+    """{task: {voice: [hits, n]}} over each question's first clip's voice: whether a voice property
+    is learnt for every unseen voice or only some."""
+    out: dict = {}
+    for r in rows:
+        if r["task"] in tasks and r.get("voices") and r["voices"][0]:
+            hit = out.setdefault(r["task"], {}).setdefault(r["voices"][0], [0, 0])
+            hit[0] += int(score(r["task"], r["got"], r["answer"]))
+            hit[1] += 1
+    return {t: dict(sorted(v.items())) for t, v in sorted(out.items())}
 
 
 def metric(s: dict) -> str:
@@ -168,6 +183,11 @@ def markdown(r: dict) -> str:
             else (f"MAE {s.get('mae_of_mean_guess', float('nan')):.2f} (always the mean)" if task == "mos" else "-")
         )
         lines.append(f"| {task} | {s['n']} | {metric(s)} | {metric(z)} | {base} |")
+    if r.get("by_voice"):
+        lines += ["", "By the voice of the (first) clip, with audio:", ""]
+        lines += ["| task | voice | correct |", "|---|---|---|"]
+        for task, voices in r["by_voice"].items():
+            lines += [f"| {task} | {v} | {h} / {n} ({100 * h / n:.0f} %) |" for v, (h, n) in voices.items()]
     return "\n".join(lines) + "\n"
 
 
