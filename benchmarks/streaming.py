@@ -74,7 +74,7 @@ HELDOUT_PAUSED = [
     ("Between the bakery and", "the bank there is a small park."),
     ("Although it was late,", "nobody wanted to go home."),
 ]
-HELDOUT_VOICES = ["en-gb+m3", "en-us+f4"]
+HELDOUT_VOICES = ["en-gb+m3", "en-us+f4"]  # espeak-ng ignores "+m3" after "en-gb": its default British voice
 # name -> (whole sentences, sentences with a pause, voices, seed of the pause lengths)
 RECORDINGS = {
     "tune": (WHOLE, PAUSED, VOICES, 0),
