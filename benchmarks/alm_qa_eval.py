@@ -76,9 +76,24 @@ def run(model, audio: dict, qas: list[dict], silence: bool = False) -> list[dict
     for qa in qas:
         clips = [np.zeros_like(audio[i]) if silence else audio[i] for i in qa["clips"]]
         budget = 40 if qa["task"] in ("transcribe", "describe") else 8
-        a = model.ask(qa["question"], audio=[(c, 16000) for c in clips], max_new_tokens=budget)
-        rows.append({**qa, "got": a.text, "first_token_ms": a.timings["first_token_ms"]})
+        chat = model.chat([(c, 16000) for c in clips])
+        extra = {"expected": chat.expect_number(qa["question"])} if qa["task"] == "mos" else {}
+        a = chat.ask(qa["question"], max_new_tokens=budget)
+        rows.append({**qa, "got": a.text, "first_token_ms": a.timings["first_token_ms"], **extra})
     return rows
+
+
+def score_stats(pairs: list[tuple[float, float | None]]) -> dict:
+    """MAE and Pearson of (label, answer) pairs whose answer parsed, and the MAE of always
+    answering the labels' mean."""
+    ok = [(a, b) for a, b in pairs if b is not None]
+    s = {"parsed": len(ok) / len(pairs)}
+    if len(ok) > 2:
+        a, b = np.array(ok).T
+        s["mae"] = round(float(np.abs(a - b).mean()), 3)
+        s["pearson"] = round(float(np.corrcoef(a, b)[0, 1]), 3) if b.std() > 0 else 0.0
+        s["mae_of_mean_guess"] = round(float(np.abs(a - a.mean()).mean()), 3)
+    return s
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -91,19 +106,16 @@ def summarise(rows: list[dict]) -> dict:
         s = {"n": len(rs), "majority": round(majority, 3)}
         if task == "mos":
             pairs = [(float(r["answer"]), parse_float(r["got"])) for r in rs]
-            ok = [(a, b) for a, b in pairs if b is not None]
-            s["parsed"] = len(ok) / len(rs)
-            if len(ok) > 2:
-                a, b = np.array(ok).T
-                s["mae"] = round(float(np.abs(a - b).mean()), 3)
-                s["pearson"] = round(float(np.corrcoef(a, b)[0, 1]), 3) if b.std() > 0 else 0.0
-                s["mae_of_mean_guess"] = round(float(np.abs(a - a.mean()).mean()), 3)
+            s |= score_stats(pairs)
+            if all("expected" in r for r in rs):  # the LM's digit probabilities' mean (Chat.expect_number)
+                out["mos_expected"] = {"n": len(rs), "majority": s["majority"]}
+                out["mos_expected"] |= score_stats([(float(r["answer"]), r["expected"]) for r in rs])
         elif task == "transcribe":
             s["wer"] = round(wer([r["answer"] for r in rs], [r["got"] for r in rs]), 1)
         else:
             s["accuracy"] = round(statistics.mean(score(task, r["got"], r["answer"]) for r in rs), 3)
         out[task] = s
-    return out
+    return dict(sorted(out.items()))
 
 
 def main() -> None:
@@ -179,10 +191,13 @@ def markdown(r: dict) -> str:
         z = r["audio_replaced_by_silence"].get(task, {})
         base = (
             f"{100 * s['majority']:.0f} %"
-            if task not in ("mos", "transcribe")
-            else (f"MAE {s.get('mae_of_mean_guess', float('nan')):.2f} (always the mean)" if task == "mos" else "-")
+            if task not in ("mos", "mos_expected", "transcribe")
+            else (f"MAE {s.get('mae_of_mean_guess', float('nan')):.2f} (always the mean)" if "mos" in task else "-")
         )
         lines.append(f"| {task} | {s['n']} | {metric(s)} | {metric(z)} | {base} |")
+    if "mos_expected" in r["with_audio"]:
+        lines += ["", "mos_expected: the mos questions answered by the mean of the LM's digit probabilities"]
+        lines += ["(`Chat.expect_number`, `edge-alm ask --number`) instead of its likeliest text."]
     if r.get("by_voice"):
         lines += ["", "By the voice of the (first) clip, with audio:", ""]
         lines += ["| task | voice | correct |", "|---|---|---|"]

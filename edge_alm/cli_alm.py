@@ -32,6 +32,14 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     warn_untrained(model)
     chat = model.chat(args.audio or [])
     opts = _ask_options(args)
+    if args.number:
+        try:
+            value = chat.expect_number(args.question)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps({"number": round(value, 3)}) if args.format == "json" else f"{value:.2f}")
+        return 0
     if args.stream and args.format == "text":
         from edge_alm.runtime.alm import AskOptions
 
@@ -173,6 +181,11 @@ def add_alm_commands(sub, default_alm: str) -> None:
             a.add_argument("question")
             a.add_argument("--stream", action="store_true", help="print the answer as it is generated")
             a.add_argument("--format", choices=("text", "json"), default="text")
+            a.add_argument(
+                "--number",
+                action="store_true",
+                help="a 1-5 rating question: print the mean over the LM's digit probabilities, not its text",
+            )
         a.add_argument(
             "--audio",
             action="append",

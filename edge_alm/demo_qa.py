@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,8 @@ ASKS = [
     ("the clip", "clean", "Is the speech slow, normal or fast?", "rate"),
     ("the clip", "clean", NOISY_Q, "noisy"),
     (NOISY_COPY, "noisy", NOISY_Q, "noisy"),
-    ("the clip", "clean", QUALITY_Q, "mos"),
-    (NOISY_COPY, "noisy", QUALITY_Q, "mos"),
+    ("the clip", "clean", QUALITY_Q, "mos_expected"),
+    (NOISY_COPY, "noisy", QUALITY_Q, "mos_expected"),
     (
         "clip 1 = its first half, clip 2 = the whole clip",
         "half+clean",
@@ -81,6 +82,15 @@ def main() -> None:
             skipped.append(f"{task} ({score})")
             continue
         audio = [(clips[name], model.sample_rate) for name in which.split("+")]
+        if task == "mos_expected":  # the rating as the mean of the LM's digit probabilities
+            t0 = time.perf_counter()
+            try:
+                value = model.chat(audio).expect_number(question)
+                ms = (time.perf_counter() - t0) * 1000
+                print(f"[{what}] {question}\n    -> {value:.1f}   ({score}; {ms:.0f} ms in all)")
+                continue
+            except ValueError as e:  # no number from this model: show its text answer
+                print(f"({e})")
         a = model.ask(question, audio=audio, max_new_tokens=32)
         print(f"[{what}] {question}\n    -> {a.text}   ({score}; first token {a.timings['first_token_ms']:.0f} ms)")
 

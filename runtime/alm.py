@@ -357,6 +357,39 @@ class Chat:
         self.state.history += r.tokens
         self.turns.append((question, Answer(text, list(r.tokens), r.finished, timings)))
 
+    def expect_number(self, question: str, branches: int = 3, min_digit_mass: float = 0.5) -> float:
+        """The answer to a question answered as "D.D" (a 1-5 rating), as the mean over the LM's
+        probabilities of its digits rather than its likeliest text: an LM torn between 2.8 and
+        3.4 answers near their weighted mean instead of at one of them. The units digit is
+        weighed over its `branches` likeliest values, each followed by "." and the expected tenths
+        digit. ValueError when the LM gives its digits less than `min_digit_mass` as the answer's
+        first token (it does not answer with a number). The conversation is left as it was."""
+        m = self.model
+        digits, point = [m.encode(str(d)) for d in range(10)], m.encode(".")
+        if any(len(d) != 1 for d in digits) or len(point) != 1:
+            raise ValueError("this model's tokenizer does not write digits and '.' as single tokens")
+        ids = np.array([d[0] for d in digits])
+        start, n_history = self.state.length, len(self.state.history)
+        logits, _ = self._prefill(question)  # (1, V)
+        after = self.state.length
+        p = np.exp(logits[0] - logits[0].max())
+        p /= p.sum()
+        if p[ids].sum() < min_digit_mass:
+            self.state.cache.rewind_to(start)
+            del self.state.history[n_history:]
+            raise ValueError(f"the model does not answer {question!r} with a number")
+        units = p[ids] / p[ids].sum()  # (10,)
+        top = np.argsort(units)[::-1][:branches]
+        total = 0.0
+        for d in top:
+            self.state.cache.rewind_to(after)
+            z = self.state.feed(m.embed(np.array([[ids[d], point[0]]])))[0, ids]  # logits of the tenths digit
+            tenths = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+            total += units[d] * (d + float(tenths @ np.arange(10)) / 10)
+        self.state.cache.rewind_to(start)
+        del self.state.history[n_history:]
+        return total / float(units[top].sum())
+
     def ask(self, question: str, options: AskOptions | None = None, **overrides) -> Answer:
         """Answer `question` (keyword overrides set AskOptions fields)."""
         opts = replace(options or AskOptions(), **overrides)

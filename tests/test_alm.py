@@ -57,6 +57,32 @@ def test_prefill_logits_equal_pytorch(tiny):
     assert np.abs(logits[0] - ref).max() < 1e-4
 
 
+def test_expected_number_equals_pytorch_and_leaves_the_chat_as_it_was(tiny):
+    """Chat.expect_number: the units digit's probabilities (top 3) times each one's expected
+    tenths digit after "d.", recomputed in PyTorch from the prompt's embeddings."""
+    parts, model = tiny
+    clips = [clip(3)]
+    chat = model.chat([(c, 16000) for c in clips])
+    got = chat.expect_number(QUESTION, min_digit_mass=0.0)
+    x = reference_embeds(parts, model, model.alm.prompt_parts(QUESTION, 1, True), clips)
+    emb = parts.lm.get_input_embeddings()
+    ids = [model.alm.encode(str(d))[0] for d in range(10)]
+    point = model.alm.encode(".")[0]
+    with torch.no_grad():
+        units = torch.softmax(parts.lm(inputs_embeds=x).logits[0, -1].double()[ids], -1)
+        top = torch.argsort(units, descending=True)[:3]
+        total = 0.0
+        for d in top.tolist():
+            y = torch.cat([x, emb(torch.tensor([[ids[d], point]]))], 1)
+            tenths = torch.softmax(parts.lm(inputs_embeds=y).logits[0, -1].double()[ids], -1)
+            total += units[d].item() * (d + (tenths * torch.arange(10)).sum().item() / 10)
+    assert abs(got - total / units[top].sum().item()) < 1e-3
+    fresh = model.chat([(c, 16000) for c in clips]).ask(QUESTION, max_new_tokens=5)
+    assert chat.ask(QUESTION, max_new_tokens=5).tokens == fresh.tokens  # nothing was added to the chat
+    with pytest.raises(ValueError, match="with a number"):  # a random LM puts little mass on digits
+        model.chat([(c, 16000) for c in clips]).expect_number(QUESTION)
+
+
 def test_greedy_tokens_equal_transformers_generate(tiny):
     parts, model = tiny
     clips = [clip(1)]
@@ -229,6 +255,7 @@ def test_cli_ask_and_its_errors(tiny_alm, tmp_path):
         ((QUESTION,), "got none"),
         (("--audio", wav, "--audio", wav, "--audio", wav, QUESTION), "got 3"),
         (("--audio", tmp_path / "missing.wav", QUESTION), "audio file not found"),
+        (("--audio", wav, "--number", QUESTION), "does not answer"),  # a random LM gives no number
     ]:
         proc = cli("ask", "--model", bundle, *args)
         lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]

@@ -81,3 +81,14 @@ def test_the_answers_depend_on_the_audio(qa_model):
     q = "How noisy is this recording: clean, slightly noisy or very noisy?"
     ans = [qa_model.ask(q, audio=(x, 16000), max_new_tokens=6).text.lower().strip(".") for x in (clean, noisy)]
     assert ans == ["clean", "very noisy"], ans
+
+
+def test_expected_rating_ranks_clean_above_noisy_and_leaves_the_chat_as_it_was(qa_model):
+    clean = A.speak(SENTENCES[7], VOICES[0], "normal")
+    noisy = A.add_noise(clean, 0.0, "white", np.random.default_rng(0))
+    q = "Rate the overall quality of this recording from 1 to 5."
+    chat = qa_model.chat((clean, 16000))
+    rating = chat.expect_number(q)
+    assert chat.ask(q, max_new_tokens=8).tokens == qa_model.ask(q, audio=(clean, 16000), max_new_tokens=8).tokens
+    noisy_rating = qa_model.chat((noisy, 16000)).expect_number(q)
+    assert 1.0 <= noisy_rating < rating - 0.5 and rating <= 5.0, (rating, noisy_rating)

@@ -15,7 +15,7 @@ def test_demo_asks_the_well_scored_tasks_only(tiny_alm, tmp_path):
     _, bundle = tiny_alm
     t = np.arange(32000) / 16000
     sf.write(tmp_path / "clip.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
-    scores = {"with_audio": {"sound": {"accuracy": 0.97}, "gender": {"accuracy": 0.55}, "mos": {"mae": 0.3}}}
+    scores = {"with_audio": {"sound": {"accuracy": 0.97}, "gender": {"accuracy": 0.55}, "mos_expected": {"mae": 0.3}}}
     (tmp_path / "s.json").write_text(json.dumps(scores))
     cmd = [sys.executable, "-m", "edge_alm.demo_qa", str(bundle), str(tmp_path / "clip.wav")]
     out = subprocess.run(cmd + ["--scores", str(tmp_path / "s.json")], capture_output=True, text=True, timeout=300)
