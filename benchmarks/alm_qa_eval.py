@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+RATINGS = ("mos", "quality_ref")  # tasks answered with a 1-5 score
 WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6"}
 
 
@@ -32,7 +33,7 @@ def normalise(text: str) -> str:
 
 def score(task: str, answer: str, label: str) -> float | None:
     """1/0 for categorical tasks; None for tasks scored otherwise (mos, transcribe)."""
-    if task in ("mos", "transcribe"):
+    if task in (*RATINGS, "transcribe"):
         return None
     if task == "describe":
         return float(normalise(answer) == normalise(label))
@@ -64,7 +65,8 @@ def load_clips(work: Path, split: str = "heldout") -> tuple[dict, list[dict]]:
     sentences = held_s if split == "heldout" else train_s
     audio = {}
     for c in idx["clips"]:
-        _, x = make_clip(ClipSpec(c["index"], c["split"], c["kind"]), sentences)
+        of = {"of": c["labels"]["of"]} if c["kind"] == "reference" else {}
+        _, x = make_clip(ClipSpec(c["index"], c["split"], c["kind"], of), sentences)
         audio[c["id"]] = x
     voices = {c["id"]: c["labels"].get("voice") for c in idx["clips"]}
     qas = [{**qa, "voices": [voices[i] for i in qa["clips"]]} for qa in idx["qas"]]
@@ -77,7 +79,7 @@ def run(model, audio: dict, qas: list[dict], silence: bool = False) -> list[dict
         clips = [np.zeros_like(audio[i]) if silence else audio[i] for i in qa["clips"]]
         budget = 40 if qa["task"] in ("transcribe", "describe") else 8
         chat = model.chat([(c, 16000) for c in clips])
-        extra = {"expected": chat.expect_number(qa["question"])} if qa["task"] == "mos" else {}
+        extra = {"expected": chat.expect_number(qa["question"])} if qa["task"] in RATINGS else {}
         a = chat.ask(qa["question"], max_new_tokens=budget)
         rows.append({**qa, "got": a.text, "first_token_ms": a.timings["first_token_ms"], **extra})
     return rows
@@ -104,12 +106,12 @@ def summarise(rows: list[dict]) -> dict:
     for task, rs in sorted(by.items()):
         majority = Counter(normalise(r["answer"]) for r in rs).most_common(1)[0][1] / len(rs)
         s = {"n": len(rs), "majority": round(majority, 3)}
-        if task == "mos":
+        if task in RATINGS:
             pairs = [(float(r["answer"]), parse_float(r["got"])) for r in rs]
             s |= score_stats(pairs)
             if all("expected" in r for r in rs):  # the LM's digit probabilities' mean (Chat.expect_number)
-                out["mos_expected"] = {"n": len(rs), "majority": s["majority"]}
-                out["mos_expected"] |= score_stats([(float(r["answer"]), r["expected"]) for r in rs])
+                out[f"{task}_expected"] = {"n": len(rs), "majority": s["majority"]}
+                out[f"{task}_expected"] |= score_stats([(float(r["answer"]), r["expected"]) for r in rs])
         elif task == "transcribe":
             s["wer"] = round(wer([r["answer"] for r in rs], [r["got"] for r in rs]), 1)
         else:
@@ -191,12 +193,12 @@ def markdown(r: dict) -> str:
         z = r["audio_replaced_by_silence"].get(task, {})
         base = (
             f"{100 * s['majority']:.0f} %"
-            if task not in ("mos", "mos_expected", "transcribe")
-            else (f"MAE {s.get('mae_of_mean_guess', float('nan')):.2f} (always the mean)" if "mos" in task else "-")
+            if "mae" not in s and task != "transcribe"
+            else (f"MAE {s.get('mae_of_mean_guess', float('nan')):.2f} (always the mean)" if "mae" in s else "-")
         )
         lines.append(f"| {task} | {s['n']} | {metric(s)} | {metric(z)} | {base} |")
     if "mos_expected" in r["with_audio"]:
-        lines += ["", "mos_expected: the mos questions answered by the mean of the LM's digit probabilities"]
+        lines += ["", "*_expected: the same rating questions answered by the mean of the LM's digit probabilities"]
         lines += ["(`Chat.expect_number`, `edge-alm ask --number`) instead of its likeliest text."]
     if r.get("by_voice"):
         lines += ["", "By the voice of the (first) clip, with audio:", ""]

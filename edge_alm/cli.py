@@ -325,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--qa-sounds", type=int, default=1200, help="non-speech clips to synthesise")
     qa.add_argument("--qa-pairs", type=int, default=1500, help="two-clip questions")
     qa.add_argument("--qa-steps", type=int, default=1300, help="training steps (batch 8)")
+    qa.add_argument(
+        "--qa-refs",
+        type=int,
+        default=0,
+        help="speech clips that also get their clean reference, for double-ended quality questions (PyPI pesq)",
+    )
     qa.add_argument("--save-adapter", default=None, help="also copy the trained weights here")
     bd = e.add_argument_group("blockdecoder (distilled from a whisper teacher bundle)")
     bd.add_argument("--teacher", default="models/whisper-base-int8", help="whisper bundle that labels the audio")

@@ -137,6 +137,7 @@ def export_alm(args: argparse.Namespace) -> int:
             args.qa_pairs,
             args.qa_steps,
             pool=args.pool,
+            refs=args.qa_refs,
         )
         if args.save_adapter:
             shutil.copy(weights, args.save_adapter)

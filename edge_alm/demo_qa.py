@@ -34,6 +34,12 @@ ASKS = [
     ("the clip", "clean", QUALITY_Q, "mos_expected"),
     (NOISY_COPY, "noisy", QUALITY_Q, "mos_expected"),
     (
+        f"clip 1 = the clip, clip 2 = {NOISY_COPY}",
+        "clean+noisy",
+        "Clip 1 is the clean reference. Rate the quality of clip 2 from 1 to 5.",
+        "quality_ref_expected",
+    ),
+    (
         "clip 1 = its first half, clip 2 = the whole clip",
         "half+clean",
         "Which clip is longer, the first or the second?",
@@ -82,7 +88,7 @@ def main() -> None:
             skipped.append(f"{task} ({score})")
             continue
         audio = [(clips[name], model.sample_rate) for name in which.split("+")]
-        if task == "mos_expected":  # the rating as the mean of the LM's digit probabilities
+        if task.endswith("_expected"):  # the rating as the mean of the LM's digit probabilities
             t0 = time.perf_counter()
             try:
                 value = model.chat(audio).expect_number(question)

@@ -46,6 +46,15 @@ QUESTIONS = {
     "noisier": ["Which clip is noisier, the first or the second?", "Which recording has more noise?"],
     "accent": ["What accent does the speaker have?", "Which English accent is this: American, British, Scottish?"],
     "same_voice": ["Is it the same voice in both clips?", "Do the two clips have the same speaker?"],
+    # double-ended: clip 1 is the clean reference, clip 2 a processed copy of it
+    "quality_ref": [
+        "Clip 1 is the clean reference. Rate the quality of clip 2 from 1 to 5.",
+        "The first clip is the original. What quality score, from 1 to 5, does the second clip get?",
+    ],
+    "changed": [
+        "Clip 1 is the original. What was done to clip 2?",
+        "The first clip is clean. What degradation does the second clip have?",
+    ],
 }
 SOUND_WORDS = {"tone": "a tone", "beeps": "beeps", "noise": "noise", "siren": "a siren", "silence": "silence"}
 NUMBERS = ["zero", "one", "two", "three", "four", "five"]
@@ -55,8 +64,8 @@ NUMBERS = ["zero", "one", "two", "three", "four", "five"]
 class ClipSpec:
     index: int
     split: str  # train | heldout
-    kind: str  # speech | tone | beeps | noise | siren | silence
-    labels: dict = field(default_factory=dict)
+    kind: str  # speech | tone | beeps | noise | siren | silence | reference
+    labels: dict = field(default_factory=dict)  # a reference's "of": the index of its speech clip
 
 
 def dnsmos_model() -> Path:
@@ -93,15 +102,48 @@ def split_sentences(pool: list[str]) -> tuple[list[str], list[str]]:
 
 
 def make_clip(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarray]:
+    """A clip and its labels, from its index and split alone (deterministic). A "reference" is
+    the speech clip labels["of"] before its degradation, at the same gain."""
+    if spec.kind == "reference":
+        source, _, clean = _make(ClipSpec(spec.labels["of"], spec.split, "speech"), sentences)
+        return _reference_labels(spec, source, clean), clean
+    spec, x, _ = _make(spec, sentences)
+    return spec, x
+
+
+def make_labelled(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarray]:
+    """make_clip, and for a reference the wide-band PESQ of its degraded copy against it (PyPI
+    `pesq`; None where PESQ finds no speech): the label of double-ended quality questions."""
+    if spec.kind != "reference":
+        return make_clip(spec, sentences)
+    from pesq import pesq
+
+    source, degraded, clean = _make(ClipSpec(spec.labels["of"], spec.split, "speech"), sentences)
+    try:
+        spec.labels["pesq"] = round(float(pesq(A.SR, clean, degraded, "wb")), 2)
+    except Exception:  # pesq raises its own error types when it finds no utterance
+        spec.labels["pesq"] = None
+    return _reference_labels(spec, source, clean), clean
+
+
+def _reference_labels(spec: ClipSpec, source: ClipSpec, clean: np.ndarray) -> ClipSpec:
+    spec.labels.update({k: source.labels[k] for k in ("text", "gender", "rate", "voice")}, problem="nothing")
+    spec.labels.update(level_db=A.rms_db(clean), seconds=len(clean) / A.SR, source_problem=source.labels["problem"])
+    return spec
+
+
+def _make(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarray, np.ndarray | None]:
+    """(spec with labels, clip, the speech before degradation at the same gain or None)."""
     rng = np.random.default_rng([spec.index, 1 if spec.split == "heldout" else 0])
     labels = spec.labels
+    clean = None
     if spec.kind == "speech":
         voice = A.pick_voice(A.HELD_OUT_VOICES if spec.split == "heldout" else A.train_voices(), rng)
         rate = ["slow", "normal", "fast"][rng.integers(3)]
         text = sentences[rng.integers(len(sentences))]
-        x = A.speak(text, voice, rate)
+        clean = A.speak(text, voice, rate)
         labels.update(text=text, gender=voice.gender, rate=rate, voice=voice.name)
-        x, labels["problem"], labels["snr"] = degrade(x, rng)
+        x, labels["problem"], labels["snr"] = degrade(clean, rng)
     elif spec.kind == "tone":
         labels["pitch"] = "high" if rng.random() < 0.5 else "low"
         x = A.tone(_freq(labels["pitch"], rng), rng.uniform(1.0, 4.0), rng.uniform(-30, -12))
@@ -119,7 +161,9 @@ def make_clip(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarra
     labels["level_db"] = A.rms_db(x) + gain
     x = np.clip(x * 10 ** (gain / 20), -1, 1).astype(np.float32)
     labels["seconds"] = len(x) / A.SR
-    return spec, x
+    if clean is not None:
+        clean = np.clip(clean * 10 ** (gain / 20), -1, 1).astype(np.float32)
+    return spec, x, clean
 
 
 def _freq(pitch: str, rng: np.random.Generator) -> float:
@@ -210,10 +254,18 @@ def _qa(clips: list[int], task: str, answer: str, rng: np.random.Generator) -> d
 
 
 def build_corpus(
-    work: Path, bundle: Path, n_speech: int, n_sound: int, n_pairs: int, split: str, per_clip: int = 3
+    work: Path,
+    bundle: Path,
+    n_speech: int,
+    n_sound: int,
+    n_pairs: int,
+    split: str,
+    per_clip: int = 3,
+    n_refs: int = 0,
 ) -> Path:
     """Generate, label and encode one split into work/split/ (resumable: done when index.json
-    exists). Returns the split directory."""
+    exists). `n_refs` speech clips also get their clean reference as a clip of its own, for
+    double-ended questions. Returns the split directory."""
     out = Path(work) / split
     if (out / "index.json").is_file():
         return out
@@ -224,13 +276,18 @@ def build_corpus(
     offset = 10_000_000 if split == "heldout" else 0
     kinds = ["speech"] * n_speech + [k for i in range(n_sound) for k in [SOUND_KINDS[i % len(SOUND_KINDS)]]]
     specs = [ClipSpec(offset + i, split, k) for i, k in enumerate(kinds)]
+    if n_refs and importlib.util.find_spec("pesq") is None:
+        raise FileNotFoundError("double-ended questions need PyPI pesq; run: pip install pesq==0.0.4")
+    step = max(1, n_speech // max(n_refs, 1))
+    sources = [offset + i for i in range(0, n_speech, step)][:n_refs]
+    specs += [ClipSpec(offset + len(kinds) + j, split, "reference", {"of": i}) for j, i in enumerate(sources)]
     from edge_alm import EdgeALM
 
     model = EdgeALM.load(bundle, threads=2).alm
     mos = DNSMOS()
     clips, t0 = [], time.time()
     with ProcessPoolExecutor(2) as pool:
-        for n, (spec, x) in enumerate(pool.map(make_clip, specs, [sentences] * len(specs), chunksize=8)):
+        for n, (spec, x) in enumerate(pool.map(make_labelled, specs, [sentences] * len(specs), chunksize=8)):
             if spec.kind == "speech":
                 spec.labels["mos"] = round(mos.ovrl(x), 2)
             hidden = model.audio_encoder.run({"input_features": model.features(x)})[0][0]  # (T/2, C)
@@ -241,7 +298,7 @@ def build_corpus(
                 eta = (time.time() - t0) / (n + 1) * (len(specs) - n - 1)
                 print(f"{split}: {n + 1}/{len(specs)} clips, ETA {eta / 60:.1f} min", flush=True)
     rng = np.random.default_rng(7 if split == "train" else 8)
-    qas = [q for c in clips for q in questions_for(c, rng, per_clip)]
+    qas = [q for c in clips if c["kind"] != "reference" for q in questions_for(c, rng, per_clip)]
     speech = [c for c in clips if c["kind"] == "speech"]
     while sum(len(q["clips"]) == 2 for q in qas) < n_pairs:
         a, b = rng.choice(len(speech), 2, replace=False)
@@ -249,6 +306,7 @@ def build_corpus(
         if q:
             qas.append(q)
     qas += voice_questions(clips, rng, n_accent=n_speech // 3, n_pairs=n_pairs // 3)
+    qas += reference_questions(clips, rng)
     (out / "index.json").write_text(json.dumps({"clips": clips, "qas": qas}))
     return out
 
@@ -287,3 +345,17 @@ def voice_questions(clips: list[dict], rng: np.random.Generator, n_accent: int, 
         if abs(la - lb) >= 6:
             louder.append(_qa([a["id"], b["id"]], "louder", "the first" if la > lb else "the second", rng))
     return accent + same_voice + louder
+
+
+def reference_questions(clips: list[dict], rng: np.random.Generator) -> list[dict]:
+    """Double-ended questions, clip 1 the clean reference and clip 2 its processed copy: the
+    copy's quality (wide-band PESQ, 1-4.6) and what was done to it."""
+    by_index = {c["index"]: c for c in clips}
+    qas = []
+    for ref in (c for c in clips if c["kind"] == "reference"):
+        source = by_index[ref["labels"]["of"]]
+        pair = [ref["id"], source["id"]]
+        if ref["labels"].get("pesq") is not None:
+            qas.append(_qa(pair, "quality_ref", f"{ref['labels']['pesq']:.1f}", rng))
+        qas.append(_qa(pair, "changed", source["labels"]["problem"], rng))
+    return qas

@@ -251,6 +251,7 @@ def build_and_train(
     steps: int = 1300,
     batch: int = 8,
     pool: int = 4,
+    refs: int = 0,
 ) -> Path:
     """The whole recipe: corpus (train + held-out), training; returns the weights file.
     `bundle` is the untrained alm bundle whose encoder graph and prompt template are used."""
@@ -259,7 +260,8 @@ def build_and_train(
     from edge_alm.export.whisper_weights import default_whisper_base
 
     work = Path(work)
-    build_corpus(work, bundle, max(speech_clips // 10, 40), max(sound_clips // 8, 24), max(pairs // 10, 20), "heldout")
-    build_corpus(work, bundle, speech_clips, sound_clips, pairs, "train")
+    held = (max(speech_clips // 10, 40), max(sound_clips // 8, 24), max(pairs // 10, 20))
+    build_corpus(work, bundle, *held, "heldout", n_refs=refs and max(refs // 10, 10))
+    build_corpus(work, bundle, speech_clips, sound_clips, pairs, "train", n_refs=refs)
     lm, whisper = default_smollm2(cache), default_whisper_base(cache)
     return train(work, bundle, lm, whisper, steps, batch=batch, pool=pool)

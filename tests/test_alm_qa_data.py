@@ -75,3 +75,52 @@ def test_training_can_start_from_earlier_weights_of_the_same_base_only(tmp_path)
     assert torch.equal(a2.fc1.weight, a1.fc1.weight) and torch.equal(l2[1].B, l1[1].B)
     with pytest.raises(ValueError, match="another base"):
         load_weights(tmp_path / "w.npz", a2, l2, {**fp, "base_lm": "other", "pool": 4, "rank": 2})
+
+
+def test_a_reference_clip_is_its_speech_clip_before_the_degradation():
+    from edge_alm.export.alm_qa_data import ClipSpec, make_clip, split_sentences
+
+    train, _ = split_sentences(A.sentence_pool())
+    seen = set()
+    for i in range(12):
+        source, x = make_clip(ClipSpec(i, "train", "speech"), train)
+        ref, clean = make_clip(ClipSpec(99, "train", "reference", {"of": i}), train)
+        problem = source.labels["problem"]
+        seen.add(problem)
+        assert len(clean) == len(x) and ref.labels["text"] == source.labels["text"]
+        assert ref.labels["voice"] == source.labels["voice"] and ref.labels["source_problem"] == problem
+        if problem == "nothing" and source.labels["snr"] is None:
+            assert np.array_equal(clean, x)
+        else:  # degraded, or noise too faint to name
+            assert not np.array_equal(clean, x)
+    assert len(seen) >= 3  # several degradations covered
+
+
+def test_reference_questions_pair_the_reference_first_with_its_degraded_copy():
+    from edge_alm.export.alm_qa_data import reference_questions
+
+    clips = [
+        {"id": 0, "index": 5, "kind": "speech", "labels": {"problem": "clipping"}},
+        {"id": 1, "index": 6, "kind": "speech", "labels": {"problem": "nothing"}},
+        {"id": 2, "index": 90, "kind": "reference", "labels": {"of": 5, "pesq": 1.83}},
+        {"id": 3, "index": 91, "kind": "reference", "labels": {"of": 6, "pesq": None}},  # PESQ found no speech
+    ]
+    qas = reference_questions(clips, np.random.default_rng(0))
+    got = sorted((q["task"], tuple(q["clips"]), q["answer"]) for q in qas)
+    assert got == [("changed", (2, 0), "clipping"), ("changed", (3, 1), "nothing"), ("quality_ref", (2, 0), "1.8")]
+
+
+def test_a_references_pesq_label_falls_with_the_noise_added():
+    pytest.importorskip("pesq", reason="PyPI pesq is installed by the training recipe only (--qa-refs)")
+    from edge_alm.export.alm_qa_data import ClipSpec, make_clip, make_labelled, split_sentences
+
+    train, _ = split_sentences(A.sentence_pool())
+    labels = {}
+    for i in range(40):
+        source, _ = make_clip(ClipSpec(i, "train", "speech"), train)
+        if source.labels["problem"] in ("nothing", "background noise") and source.labels["snr"] is not None:
+            ref, _ = make_labelled(ClipSpec(99, "train", "reference", {"of": i}), train)
+            labels[source.labels["snr"]] = ref.labels["pesq"]
+    snrs = sorted(labels)
+    assert len(snrs) >= 4 and all(1.0 <= labels[s] <= 4.7 for s in snrs)
+    assert np.corrcoef(snrs, [labels[s] for s in snrs])[0, 1] > 0.5  # more noise, lower PESQ
