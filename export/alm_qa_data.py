@@ -105,8 +105,8 @@ def make_clip(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarra
     """A clip and its labels, from its index and split alone (deterministic). A "reference" is
     the speech clip labels["of"] before its degradation, at the same gain."""
     if spec.kind == "reference":
-        source, _, clean = _make(ClipSpec(spec.labels["of"], spec.split, "speech"), sentences)
-        return _reference_labels(spec, source, clean), clean
+        spec, clean, _ = _reference(spec, sentences)
+        return spec, clean
     spec, x, _ = _make(spec, sentences)
     return spec, x
 
@@ -118,18 +118,20 @@ def make_labelled(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.nd
         return make_clip(spec, sentences)
     from pesq import pesq
 
-    source, degraded, clean = _make(ClipSpec(spec.labels["of"], spec.split, "speech"), sentences)
+    spec, clean, degraded = _reference(spec, sentences)
     try:
         spec.labels["pesq"] = round(float(pesq(A.SR, clean, degraded, "wb")), 2)
     except Exception:  # pesq raises its own error types when it finds no utterance
         spec.labels["pesq"] = None
-    return _reference_labels(spec, source, clean), clean
+    return spec, clean
 
 
-def _reference_labels(spec: ClipSpec, source: ClipSpec, clean: np.ndarray) -> ClipSpec:
+def _reference(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarray, np.ndarray]:
+    """(the reference's spec with labels, its clean audio, the degraded clip it is the reference of)."""
+    source, degraded, clean = _make(ClipSpec(spec.labels["of"], spec.split, "speech"), sentences)
     spec.labels.update({k: source.labels[k] for k in ("text", "gender", "rate", "voice")}, problem="nothing")
     spec.labels.update(level_db=A.rms_db(clean), seconds=len(clean) / A.SR, source_problem=source.labels["problem"])
-    return spec
+    return spec, clean, degraded
 
 
 def _make(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarray, np.ndarray | None]:

@@ -21,7 +21,7 @@ from edge_alm.runtime.features import log_mel, power_db_mel
 from edge_alm.runtime.frame_stats import frame_stats
 from edge_alm.runtime.kv_cache import KVBuffers
 from edge_alm.runtime.manifest import AlmAudio, AlmConfig, FeatureParams, Manifest
-from edge_alm.runtime.sampling import SamplingOptions
+from edge_alm.runtime.sampling import SamplingOptions, log_softmax
 from edge_alm.runtime.session import GraphSession, SessionConfig
 from tokenizers import Tokenizer
 
@@ -370,25 +370,22 @@ class Chat:
             raise ValueError("this model's tokenizer does not write digits and '.' as single tokens")
         ids = np.array([d[0] for d in digits])
         start, n_history = self.state.length, len(self.state.history)
-        logits, _ = self._prefill(question)  # (1, V)
-        after = self.state.length
-        p = np.exp(logits[0] - logits[0].max())
-        p /= p.sum()
-        if p[ids].sum() < min_digit_mass:
+        try:
+            logits, _ = self._prefill(question)  # (1, V)
+            after = self.state.length
+            if np.exp(log_softmax(logits[0])[ids]).sum() < min_digit_mass:
+                raise ValueError(f"the model does not answer {question!r} with a number")
+            units = np.exp(log_softmax(logits[0, ids]))  # (10,)
+            top = np.argsort(units)[::-1][:branches]
+            total = 0.0
+            for d in top:
+                self.state.cache.rewind_to(after)
+                z = self.state.feed(m.embed(np.array([[ids[d], point[0]]])))[0, ids]  # logits of the tenths digit
+                total += units[d] * (d + float(np.exp(log_softmax(z)) @ np.arange(10)) / 10)
+            return total / float(units[top].sum())
+        finally:  # nothing of this question stays in the conversation
             self.state.cache.rewind_to(start)
             del self.state.history[n_history:]
-            raise ValueError(f"the model does not answer {question!r} with a number")
-        units = p[ids] / p[ids].sum()  # (10,)
-        top = np.argsort(units)[::-1][:branches]
-        total = 0.0
-        for d in top:
-            self.state.cache.rewind_to(after)
-            z = self.state.feed(m.embed(np.array([[ids[d], point[0]]])))[0, ids]  # logits of the tenths digit
-            tenths = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-            total += units[d] * (d + float(tenths @ np.arange(10)) / 10)
-        self.state.cache.rewind_to(start)
-        del self.state.history[n_history:]
-        return total / float(units[top].sum())
 
     def ask(self, question: str, options: AskOptions | None = None, **overrides) -> Answer:
         """Answer `question` (keyword overrides set AskOptions fields)."""
