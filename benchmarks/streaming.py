@@ -1,10 +1,11 @@
 """End-of-speech-to-final latency of the streaming path, replayed at real-time pace, with turn
 splits counted: `python -m benchmarks.streaming [--out FILE]`.
 
-Two recordings are made here with espeak-ng, each 16 turns 1.5 s apart; half are one sentence,
+Three recordings are made here with espeak-ng, of 16 or 24 turns 1.5 s apart; half are one sentence,
 half are a sentence spoken in two parts with a natural mid-sentence pause (0.35-0.6 s) between
 them, which must not end the turn. `tune` is the one the endpointing rules were chosen on; `heldout`
-has other sentences, other voices and other pauses, to check that the choice carries over. Each
+has other sentences, other voices and other pauses, to check that the choice carries over; the
+end-score rule was chosen on both and checked once on `heldout2` (24 turns, new sentences and voices). Each
 configuration plays the same file through the
 `edge-alm listen --input FILE --realtime` path and reports: end of speech -> final (median, p95),
 turn closed -> final (the decode left after the end was decided), splits (finals beyond one per
@@ -75,10 +76,40 @@ HELDOUT_PAUSED = [
     ("Although it was late,", "nobody wanted to go home."),
 ]
 HELDOUT_VOICES = ["en-gb+m3", "en-us+f4"]  # espeak-ng ignores "+m3" after "en-gb": its default British voice
+HELDOUT2_WHOLE = [  # made after the end-score rule was chosen on tune and heldout, to check it once
+    "The bakery on the corner sells fresh bread every morning.",
+    "My phone battery died in the middle of the call.",
+    "The museum is free for students on Tuesdays.",
+    "Please water the plants while I am away.",
+    "The bus was late because of the heavy snow.",
+    "I left my glasses on the kitchen counter.",
+    "Do you know where the nearest pharmacy is?",
+    "The concert starts at eight in the evening.",
+    "We should buy a new lamp for the living room.",
+    "The cat is sleeping on the warm windowsill.",
+    "He runs five kilometres before breakfast.",
+    "The printer on the second floor is broken.",
+]
+HELDOUT2_PAUSED = [
+    ("As soon as the rain stops,", "we will go for a walk in the park."),
+    ("The problem with this plan is", "that nobody has the time to do it."),
+    ("On the way to work,", "I saw an old friend from school."),
+    ("He said that", "the parcel would arrive on Thursday."),
+    ("Unless you hurry,", "you will miss the last train home."),
+    ("The only thing we need", "is a map of the old town."),
+    ("In the summer,", "the lake is full of small boats."),
+    ("Next to the station and", "behind the hotel there is a car park."),
+    ("Because the shop was closed,", "we had dinner at home."),
+    ("What I would really like is", "a quiet weekend by the sea."),
+    ("When the film ended,", "everyone stood up and clapped."),
+    ("The key to the garage", "is hanging by the front door."),
+]
+HELDOUT2_VOICES = ["en-us+m4", "en+f2"]
 # name -> (whole sentences, sentences with a pause, voices, seed of the pause lengths)
 RECORDINGS = {
     "tune": (WHOLE, PAUSED, VOICES, 0),
     "heldout": (HELDOUT_WHOLE, HELDOUT_PAUSED, HELDOUT_VOICES, 1),
+    "heldout2": (HELDOUT2_WHOLE, HELDOUT2_PAUSED, HELDOUT2_VOICES, 2),
 }
 
 
@@ -143,11 +174,12 @@ def summarise(events: list[dict], texts: list[str], spans, seconds: float, cpu: 
 
 # each configuration spells out every option that changed along the way, so a later default
 # does not change what an earlier row measured
-BASE = {"partial_min_window_s": 4.0, "min_silence_s": 0.7, "min_speech_s": 0.25}
+BASE = {"partial_min_window_s": 4.0, "min_silence_s": 0.7, "min_speech_s": 0.25, "text_weight": 0.0}
 ANY_STOP = {"end_confidence": 0.0, "unsure_silence_s": None, "text_end_confidence": None}  # any full stop ends it
 SURE = {"early_silence_s": 0.032, "sure_silence_s": 0.1, "unsure_silence_s": None}
 NO_TEXT = {"text_end_confidence": None}  # the decoder's full-stop probability alone
 TEXT = {"end_confidence": 0.6, "unsure_end_confidence": 0.45, **SURE, **BASE}
+MEAN = {**SURE, **BASE, "text_weight": 0.5, "text_end_confidence": None}  # the end score
 CONFIGS = {
     "before: fixed 0.4 s silence": StreamOptions(
         early_end=False, partial_min_window_s=10.0, min_silence_s=0.4, min_speech_s=0.25, early_silence_s=0.2
@@ -170,9 +202,14 @@ CONFIGS = {
     "the same + a less sure full stop ends the turn at 0.4 s": StreamOptions(
         end_confidence=0.6, **{**SURE, "unsure_silence_s": 0.4}, **NO_TEXT, **BASE
     ),
-    "p >= 0.6, or p >= 0.45 and the text model >= 0.8 (default)": StreamOptions(text_end_confidence=0.8, **TEXT),
+    "p >= 0.6, or p >= 0.45 and the text model >= 0.8 (previous default)": StreamOptions(
+        text_end_confidence=0.8, **TEXT
+    ),
     "p >= 0.6, or p >= 0.45 and the text model >= 0.7": StreamOptions(text_end_confidence=0.7, **TEXT),
     "p >= 0.6, or p >= 0.45 and the text model >= 0.9": StreamOptions(text_end_confidence=0.9, **TEXT),
+    "end score (p + text model) / 2 >= 0.55 (default)": StreamOptions(**MEAN, end_confidence=0.55),
+    "end score (p + text model) / 2 >= 0.5": StreamOptions(**MEAN, end_confidence=0.5),
+    "end score (p + text model) / 2 >= 0.6": StreamOptions(**MEAN, end_confidence=0.6),
 }
 
 

@@ -169,13 +169,18 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     else:
         source = MicrophoneSource(args.device, chunk_s=args.chunk)
     model = EdgeALM.load(args.model, threads=args.threads)
+    given = {
+        k: getattr(args, k)
+        for k in ("end_confidence", "text_weight", "text_end_confidence")
+        if getattr(args, k) is not None
+    }
+    if args.no_text_model:  # overrides the text model's options
+        given |= {"text_weight": 0.0, "text_end_confidence": None}
     opts = StreamOptions(
         min_silence_s=args.min_silence,
         partial_interval_s=args.partial_interval,
         early_end=not args.no_early_end,
-        **({} if args.end_confidence is None else {"end_confidence": args.end_confidence}),
-        **({} if args.text_end_confidence is None else {"text_end_confidence": args.text_end_confidence}),
-        **({"text_end_confidence": None} if args.no_text_model else {}),
+        **given,
     )
     stream = model.stream(opts, language=args.language)
     printer = EventPrinter(args.format)
@@ -250,16 +255,24 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument(
         "--end-confidence",
         type=float,
-        help="a full stop the decoder gave at least this probability ends the turn after 0.1 s of silence "
+        help="a text ending a sentence whose end score (decoder's full-stop probability and end-of-turn text "
+        "model's, mixed by --text-weight) is at least this ends the turn after 0.1 s of silence "
         "(default: StreamOptions.end_confidence)",
+    )
+    li.add_argument(
+        "--text-weight",
+        type=float,
+        help="the text model's share of the end score, 0 to 1 (default: StreamOptions.text_weight)",
     )
     li.add_argument(
         "--text-end-confidence",
         type=float,
-        help="a less sure full stop (p from StreamOptions.unsure_end_confidence) ends the turn too when the "
-        "end-of-turn text model gives the words at least this (default: StreamOptions.text_end_confidence)",
+        help="the previous rule, off by default: a full stop of p from StreamOptions.unsure_end_confidence ends the "
+        "turn too when the text model gives the words at least this",
     )
-    li.add_argument("--no-text-model", action="store_true", help="end turns by the full stop's probability alone")
+    li.add_argument(
+        "--no-text-model", action="store_true", help="end turns by the decoder's full-stop probability alone"
+    )
     li.add_argument("--partial-interval", type=float, default=0.5, help="seconds between partial results")
     li.add_argument("--language", default="en")
     li.add_argument("--threads", type=int, default=0)

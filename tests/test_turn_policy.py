@@ -91,15 +91,26 @@ def test_no_full_stop_waits_min_silence():
     assert quiet_chunks_to_final("Call me back.", 0.9, early_end=False) == 22
 
 
-def test_a_less_sure_full_stop_ends_the_turn_when_the_words_do():
-    """p from unsure_end_confidence up to end_confidence: the end-of-turn text model decides
-    (the packaged one: a whole sentence scores above 0.8, a fragment ending on "that" below)."""
+def test_the_end_score_mixes_the_full_stop_and_the_words():
+    """The packaged text model gives the whole sentence 0.89 and the fragment ending on "that" 0.19:
+    with the same full-stop probability one ends the turn at 0.1 s, the other waits 0.7 s."""
     whole, fragment = "Please call me back when you get home tonight.", "My sister said that."
-    assert quiet_chunks_to_final(whole, 0.5) == 4
-    assert quiet_chunks_to_final(fragment, 0.5) == 22
-    assert quiet_chunks_to_final(whole, 0.4) == 22  # below unsure_end_confidence: the text is not asked
-    assert quiet_chunks_to_final(whole, 0.5, text_end_confidence=None) == 22  # text model off
-    assert quiet_chunks_to_final(whole, 0.5, unsure_end_confidence=0.6) == 22
+    assert quiet_chunks_to_final(whole, 0.5) == 4  # (0.5 + 0.89) / 2 >= 0.55
+    assert quiet_chunks_to_final(fragment, 0.5) == 22  # (0.5 + 0.19) / 2
+    assert quiet_chunks_to_final(fragment, 0.85) == 22  # a surer full stop after a fragment: the words say wait
+    assert quiet_chunks_to_final(whole, 0.15) == 22  # (0.15 + 0.89) / 2 < 0.55
+    assert quiet_chunks_to_final(whole, 0.5, text_weight=0.0) == 22  # the decoder alone: 0.5 < 0.55
+
+
+def test_the_previous_two_tier_rule_is_still_available():
+    """p >= 0.6 alone, or p >= 0.45 and the text model >= 0.8 (the benchmark's earlier rows)."""
+    old = {"end_confidence": 0.6, "text_weight": 0.0, "unsure_end_confidence": 0.45, "text_end_confidence": 0.8}
+    whole, fragment = "Please call me back when you get home tonight.", "My sister said that."
+    assert quiet_chunks_to_final(whole, 0.5, **old) == 4
+    assert quiet_chunks_to_final(fragment, 0.5, **old) == 22
+    assert quiet_chunks_to_final(fragment, 0.65, **old) == 4  # a sure full stop alone ends it
+    assert quiet_chunks_to_final(whole, 0.4, **old) == 22  # below unsure_end_confidence: the text is not asked
+    assert quiet_chunks_to_final(whole, 0.5, **{**old, "unsure_end_confidence": 0.6}) == 22
 
 
 def test_the_stream_asks_the_text_model_it_is_given():
@@ -112,12 +123,17 @@ def test_the_stream_asks_the_text_model_it_is_given():
 
     assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.9)) == 4
     assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.1)) == 22
+    # the end score is the weighted mean: (0.5 + 0.6) / 2 = 0.55 ends it, 0.545 does not
+    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.6)) == 4
+    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.59)) == 22
+    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.6), text_weight=0.2) == 22  # 0.52
+    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(1.0), text_weight=0.2) == 4  # 0.6
 
 
 @pytest.mark.parametrize("conf,quiet", [(0.0, 4), (0.5, 4), (0.95, 22)])
 def test_end_confidence_is_the_threshold(conf, quiet):
-    # the text model off: it would decide between unsure_end_confidence and end_confidence
-    assert quiet_chunks_to_final("Call me back.", 0.9, end_confidence=conf, text_end_confidence=None) == quiet
+    # the text model off: the end score is the decoder's probability
+    assert quiet_chunks_to_final("Call me back.", 0.9, end_confidence=conf, text_weight=0.0) == quiet
 
 
 def test_sentence_end_prob_reads_the_last_text_token():
@@ -139,5 +155,7 @@ def test_options_are_checked():
         StreamOptions(sure_silence_s=-1)
     with pytest.raises(ValueError, match="unsure_end_confidence"):
         StreamOptions(unsure_end_confidence=1.5)
+    with pytest.raises(ValueError, match="text_weight"):
+        StreamOptions(text_weight=1.5)
     with pytest.raises(ValueError, match="text_end_confidence"):
         StreamOptions(text_end_confidence=-0.1)
