@@ -2,7 +2,7 @@
 user runs), with the audio and with the audio replaced by silence (the ablation).
 
     python -m benchmarks.alm_qa_eval --model models/smollm2-whisper-qa-int8 [--work .cache/alm-qa-v3]
-        [--limit N] [--out benchmarks/results/x86-2core]
+        [--stride N] [--tasks REGEX] [--out benchmarks/results/x86-2core]
 
 The held-out clips are regenerated from their specs (make_clip is deterministic): sentences,
 voices and seeds that training never saw. Scores: accuracy for categorical answers, MAE and
@@ -125,6 +125,7 @@ def main() -> None:
     ap.add_argument("--model", default=str(ROOT / "models/smollm2-whisper-qa-int8"))
     ap.add_argument("--work", default=str(ROOT / ".cache/alm-qa-v3"))
     ap.add_argument("--stride", type=int, default=1, help="every Nth held-out question only (all tasks kept)")
+    ap.add_argument("--tasks", default=".", help="regex over task names: only these questions (default: all)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the silence run")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/x86-2core"))
@@ -134,7 +135,7 @@ def main() -> None:
 
     model = EdgeALM.load(args.model, threads=args.threads)
     audio, qas = load_clips(Path(args.work))
-    qas = qas[:: args.stride]
+    qas = [qa for qa in qas[:: args.stride] if re.search(args.tasks, qa["task"])]
     t0 = time.time()
     rows = run(model, audio, qas)
     silent = [] if args.no_ablation else run(model, audio, qas, silence=True)

@@ -5,14 +5,14 @@ chunks dropped and counted), the endpointer (runtime/endpointer.py: utterance bo
 the VAD probability of each chunk, computed once and reused by the transcriber), and the
 decode policy here: partials every `partial_interval_s` while speech goes on; a speculative final
 decode after `early_silence_s` of silence (and again when the pad after the last speech is
-complete). The turn then ends by what the words say: when the text ends a sentence and its end
-score is at least `end_confidence`, as soon as `sure_silence_s` of silence confirms it, with that
-decode as the final. The end score is the mean of two probabilities: the one the decoder gave the
-full stop (? !) that ends the text (Whisper puts one after mid-sentence fragments too, less
-surely: "When the meeting is over.") and the one the end-of-turn text model (runtime/turn_text.py)
-gives the words (`text_weight` sets their mix; 0 = the decoder alone). Otherwise the turn ends
-after `min_silence_s` (or `unsure_silence_s` for a less sure full stop, off by default: it splits
-turns). A final is exactly what offline transcription of its segment gives.
+complete). The turn then ends by what the words say: when the text ends a sentence and the
+decoder gave that full stop (? !) at least `end_confidence` probability (Whisper puts one after
+mid-sentence fragments too, less surely: "When the meeting is over."), or at least
+`unsure_end_confidence` and the end-of-turn text model (runtime/turn_text.py) gives the words at
+least `text_end_confidence`, as soon as `sure_silence_s` of silence confirms it, with that decode as
+the final. (`text_weight` > 0 mixes the two probabilities into one end score instead.) Otherwise
+the turn ends after `min_silence_s` (or `unsure_silence_s` for a less sure full stop, off by
+default: it splits turns). A final is exactly what offline transcription of its segment gives.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ class StreamOptions:
     max_utterance_s: float = 25.0  # cut longer utterances at their quietest chunk
     early_end: bool = True  # end the turn before min_silence_s when the speculative final ends a sentence surely:
     early_silence_s: float = 0.032  # the final is decoded after this much silence (and again at speech_pad_s) ...
-    end_confidence: float = 0.55  # ... and its end score is at least this: (1 - text_weight) * the decoder's
+    end_confidence: float = 0.6  # ... and its end score is at least this: (1 - text_weight) * the decoder's
     #   probability of the full stop (? !) that ends its text + text_weight * the end-of-turn text model's
-    #   probability of the words (0.55: midway between the fragments' and whole sentences' scores on the
-    #   streaming benchmark's tune and heldout recordings) ...
-    text_weight: float = 0.5  # ... (0: the decoder alone, no text model) ...
-    unsure_end_confidence: float = 0.45  # ... (the previous rule, kept for the benchmark's rows: or the decoder
-    text_end_confidence: float | None = None  # gave at least unsure_end_confidence and the text model at least this)
+    #   probability of the words ...
+    text_weight: float = 0.0  # ... (0: the decoder alone; 0.5 with end_confidence 0.55-0.6 split more turns than
+    #   the rule below on two fresh benchmark recordings, see README) ...
+    unsure_end_confidence: float = 0.45  # ... or the decoder gave at least this and the end-of-turn text model
+    text_end_confidence: float | None = 0.8  # gives the words at least this (None: no second chance) ...
     sure_silence_s: float = 0.1  # ... the turn ends once this much silence confirms it, with that decode as final
     unsure_silence_s: float | None = None  # a less sure full stop ends the turn after this much silence (None:
     #   min_silence_s; 0.4 s split 5 turns of 16 in benchmarks/streaming.py)

@@ -92,18 +92,19 @@ def test_no_full_stop_waits_min_silence():
 
 
 def test_the_end_score_mixes_the_full_stop_and_the_words():
-    """The packaged text model gives the whole sentence 0.89 and the fragment ending on "that" 0.19:
-    with the same full-stop probability one ends the turn at 0.1 s, the other waits 0.7 s."""
+    """text_weight 0.5: the packaged text model gives the whole sentence 0.89 and the fragment ending
+    on "that" 0.19: with the same full-stop probability one ends the turn at 0.1 s, the other waits 0.7 s."""
     whole, fragment = "Please call me back when you get home tonight.", "My sister said that."
-    assert quiet_chunks_to_final(whole, 0.5) == 4  # (0.5 + 0.89) / 2 >= 0.55
-    assert quiet_chunks_to_final(fragment, 0.5) == 22  # (0.5 + 0.19) / 2
-    assert quiet_chunks_to_final(fragment, 0.85) == 22  # a surer full stop after a fragment: the words say wait
-    assert quiet_chunks_to_final(whole, 0.15) == 22  # (0.15 + 0.89) / 2 < 0.55
-    assert quiet_chunks_to_final(whole, 0.5, text_weight=0.0) == 22  # the decoder alone: 0.5 < 0.55
+    mean = {"text_weight": 0.5, "end_confidence": 0.55, "text_end_confidence": None}
+    assert quiet_chunks_to_final(whole, 0.5, **mean) == 4  # (0.5 + 0.89) / 2 >= 0.55
+    assert quiet_chunks_to_final(fragment, 0.5, **mean) == 22  # (0.5 + 0.19) / 2
+    assert quiet_chunks_to_final(fragment, 0.85, **mean) == 22  # a surer full stop after a fragment: the words say wait
+    assert quiet_chunks_to_final(whole, 0.15, **mean) == 22  # (0.15 + 0.89) / 2 < 0.55
+    assert quiet_chunks_to_final(whole, 0.5, **{**mean, "text_weight": 0.0}) == 22  # the decoder alone: 0.5 < 0.55
 
 
-def test_the_previous_two_tier_rule_is_still_available():
-    """p >= 0.6 alone, or p >= 0.45 and the text model >= 0.8 (the benchmark's earlier rows)."""
+def test_the_default_two_tier_rule():
+    """p >= 0.6 alone, or p >= 0.45 and the text model >= 0.8 (spelled out, as the benchmark does)."""
     old = {"end_confidence": 0.6, "text_weight": 0.0, "unsure_end_confidence": 0.45, "text_end_confidence": 0.8}
     whole, fragment = "Please call me back when you get home tonight.", "My sister said that."
     assert quiet_chunks_to_final(whole, 0.5, **old) == 4
@@ -123,11 +124,27 @@ def test_the_stream_asks_the_text_model_it_is_given():
 
     assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.9)) == 4
     assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.1)) == 22
+    assert quiet_chunks_to_final("Call me back.", 0.4, turn_text=Always(0.9)) == 22  # below unsure_end_confidence
+
+
+def test_the_end_score_is_the_weighted_mean():
+    class Always:
+        def __init__(self, p: float) -> None:
+            self.p = p
+
+        def prob(self, text: str) -> float:
+            return self.p
+
+    mean = {"text_weight": 0.5, "end_confidence": 0.55, "text_end_confidence": None}
     # the end score is the weighted mean: (0.5 + 0.6) / 2 = 0.55 ends it, 0.545 does not
-    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.6)) == 4
-    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.59)) == 22
-    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.6), text_weight=0.2) == 22  # 0.52
-    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(1.0), text_weight=0.2) == 4  # 0.6
+    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.6), **mean) == 4
+    assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.59), **mean) == 22
+    assert (
+        quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.6), **{**mean, "text_weight": 0.2}) == 22
+    )  # 0.52
+    assert (
+        quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(1.0), **{**mean, "text_weight": 0.2}) == 4
+    )  # 0.6
 
 
 @pytest.mark.parametrize("conf,quiet", [(0.0, 4), (0.5, 4), (0.95, 22)])
