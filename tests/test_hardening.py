@@ -114,6 +114,7 @@ def test_bad_options_in_the_cli(tiny_bundle, tmp_path):
         ("--partial-interval", "-1", "partial_interval_s"),
         ("--end-confidence", "1.5", "end_confidence must be from 0 to 1"),
         ("--text-end-confidence", "2", "text_end_confidence must be from 0 to 1"),
+        ("--text-weight", "-0.5", "text_weight must be from 0 to 1"),
     ]:
         proc = cli("listen", "--model", tiny_bundle, "--input", wav, flag, value)
         assert_one_line_error(proc, needle)
