@@ -90,10 +90,12 @@ $(QA_BUNDLE)/manifest.json: $(QA_WEIGHTS) | $(VENV)/.installed
 	$(VENV)/bin/edge-alm export alm --adapter $(QA_WEIGHTS) --lm-quantize int8-block --out $(QA_BUNDLE)
 
 # Retrain the audio-QA adapter + LoRA (about 15 min of corpus, 63 min of training on 2 cores;
-# resumable): writes $(QA_WEIGHTS) and the bundle. DNSMOS labels come from PyPI speechmos's ONNX files.
-alm-qa-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min
+# resumable): writes $(QA_WEIGHTS) and the bundle. DNSMOS labels come from PyPI speechmos's ONNX files,
+# PESQ labels of the double-ended questions from PyPI pesq (built from source: a C compiler).
+alm-qa-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min gcc
 alm-qa-train: debian $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps speechmos==0.0.1.1
+	$(PY) -m pip install -q pesq==0.0.4
 	$(VENV)/bin/edge-alm export alm-qa --save-adapter $(QA_WEIGHTS) --lm-quantize int8-block --out $(QA_BUNDLE)
 
 # Retrain the end-of-turn text model the stream uses (seconds): writes edge_alm/data/end_of_turn.npz.

@@ -1,7 +1,7 @@
 """Evaluate an audio-QA bundle on the held-out corpus, through the runtime (the int8 graphs a
 user runs), with the audio and with the audio replaced by silence (the ablation).
 
-    python -m benchmarks.alm_qa_eval --model models/smollm2-whisper-qa-int8 [--work .cache/alm-qa-v3]
+    python -m benchmarks.alm_qa_eval --model models/smollm2-whisper-qa-int8 [--work .cache/alm-qa-v4]
         [--stride N] [--tasks REGEX] [--out benchmarks/results/x86-2core]
 
 The held-out clips are regenerated from their specs (make_clip is deterministic): sentences,
@@ -123,7 +123,7 @@ def summarise(rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(ROOT / "models/smollm2-whisper-qa-int8"))
-    ap.add_argument("--work", default=str(ROOT / ".cache/alm-qa-v3"))
+    ap.add_argument("--work", default=str(ROOT / ".cache/alm-qa-v4"))
     ap.add_argument("--stride", type=int, default=1, help="every Nth held-out question only (all tasks kept)")
     ap.add_argument("--tasks", default=".", help="regex over task names: only these questions (default: all)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the silence run")
@@ -198,7 +198,7 @@ def markdown(r: dict) -> str:
             else (f"MAE {s.get('mae_of_mean_guess', float('nan')):.2f} (always the mean)" if "mae" in s else "-")
         )
         lines.append(f"| {task} | {s['n']} | {metric(s)} | {metric(z)} | {base} |")
-    if "mos_expected" in r["with_audio"]:
+    if any(t.endswith("_expected") for t in r["with_audio"]):
         lines += ["", "*_expected: the same rating questions answered by the mean of the LM's digit probabilities"]
         lines += ["(`Chat.expect_number`, `edge-alm ask --number`) instead of its likeliest text."]
     if r.get("by_voice"):
