@@ -73,13 +73,21 @@ def load_clips(work: Path, split: str = "heldout") -> tuple[dict, list[dict]]:
     return audio, qas
 
 
+def expected_or_none(chat, question: str) -> float | None:
+    """The digit-probability rating, or None (unparsed) where the LM puts under half its mass on digits."""
+    try:
+        return chat.expect_number(question)
+    except ValueError:
+        return None
+
+
 def run(model, audio: dict, qas: list[dict], silence: bool = False) -> list[dict]:
     rows = []
     for qa in qas:
         clips = [np.zeros_like(audio[i]) if silence else audio[i] for i in qa["clips"]]
         budget = 40 if qa["task"] in ("transcribe", "describe") else 8
         chat = model.chat([(c, 16000) for c in clips])
-        extra = {"expected": chat.expect_number(qa["question"])} if qa["task"] in RATINGS else {}
+        extra = {"expected": expected_or_none(chat, qa["question"])} if qa["task"] in RATINGS else {}
         a = chat.ask(qa["question"], max_new_tokens=budget)
         rows.append({**qa, "got": a.text, "first_token_ms": a.timings["first_token_ms"], **extra})
     return rows
