@@ -124,3 +124,21 @@ def test_a_references_pesq_label_falls_with_the_noise_added():
     snrs = sorted(labels)
     assert len(snrs) >= 4 and all(1.0 <= labels[s] <= 4.7 for s in snrs)
     assert np.corrcoef(snrs, [labels[s] for s in snrs])[0, 1] > 0.5  # more noise, lower PESQ
+
+
+def test_the_evaluation_counts_a_rating_without_digits_as_unparsed():
+    """A model that puts too little mass on digits (int4 did) is scored as unparsed, not a crash."""
+    from benchmarks.alm_qa_eval import expected_or_none, score_stats
+
+    class NoDigits:
+        def expect_number(self, question: str) -> float:
+            raise ValueError("the model does not answer with a number")
+
+    class Digits:
+        def expect_number(self, question: str) -> float:
+            return 3.5
+
+    assert expected_or_none(NoDigits(), "Rate it.") is None
+    assert expected_or_none(Digits(), "Rate it.") == 3.5
+    s = score_stats([(3.0, 3.5), (2.0, None), (4.0, 4.5), (1.0, 1.5)])
+    assert s["parsed"] == 0.75 and s["mae"] == 0.5
