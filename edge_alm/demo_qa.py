@@ -61,7 +61,8 @@ def held_out_score(scores: dict, task: str) -> tuple[str, bool]:
     if not s:
         return "no held-out score", False
     if "mae" in s:
-        return f"held-out MAE {s['mae']:.2f} against DNSMOS", s["mae"] <= 0.5
+        label = "wide-band PESQ" if task.startswith("quality_ref") else "DNSMOS"
+        return f"held-out MAE {s['mae']:.2f} against {label}", s["mae"] <= 0.5
     return f"held-out accuracy {100 * s['accuracy']:.0f} %", s["accuracy"] >= 0.8
 
 

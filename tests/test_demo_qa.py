@@ -16,6 +16,7 @@ def test_demo_asks_the_well_scored_tasks_only(tiny_alm, tmp_path):
     t = np.arange(32000) / 16000
     sf.write(tmp_path / "clip.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
     scores = {"with_audio": {"sound": {"accuracy": 0.97}, "gender": {"accuracy": 0.55}, "mos_expected": {"mae": 0.3}}}
+    scores["with_audio"]["quality_ref_expected"] = {"mae": 0.9}  # the double-ended rating: labelled by PESQ
     (tmp_path / "s.json").write_text(json.dumps(scores))
     cmd = [sys.executable, "-m", "edge_alm.demo_qa", str(bundle), str(tmp_path / "clip.wav")]
     out = subprocess.run(cmd + ["--scores", str(tmp_path / "s.json")], capture_output=True, text=True, timeout=300)
@@ -25,3 +26,4 @@ def test_demo_asks_the_well_scored_tasks_only(tiny_alm, tmp_path):
     assert "held-out accuracy 97 %" in out.stdout and "held-out MAE 0.30 against DNSMOS" in out.stdout
     assert "Is the speaker male or female?" not in out.stdout
     assert "not asked" in out.stdout and "gender (held-out accuracy 55 %)" in out.stdout
+    assert "quality_ref_expected (held-out MAE 0.90 against wide-band PESQ)" in out.stdout
