@@ -114,27 +114,23 @@ def test_the_default_two_tier_rule():
     assert quiet_chunks_to_final(whole, 0.5, **{**old, "unsure_end_confidence": 0.6}) == 22
 
 
+class Always:
+    """A text model that gives every text the same end-of-turn probability."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def prob(self, text: str) -> float:
+        return self.p
+
+
 def test_the_stream_asks_the_text_model_it_is_given():
-    class Always:
-        def __init__(self, p: float) -> None:
-            self.p = p
-
-        def prob(self, text: str) -> float:
-            return self.p
-
     assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.9)) == 4
     assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.1)) == 22
     assert quiet_chunks_to_final("Call me back.", 0.4, turn_text=Always(0.9)) == 22  # below unsure_end_confidence
 
 
 def test_the_end_score_is_the_weighted_mean():
-    class Always:
-        def __init__(self, p: float) -> None:
-            self.p = p
-
-        def prob(self, text: str) -> float:
-            return self.p
-
     mean = {"text_weight": 0.5, "end_confidence": 0.55, "text_end_confidence": None}
     # the end score is the weighted mean: (0.5 + 0.6) / 2 = 0.55 ends it, 0.545 does not
     assert quiet_chunks_to_final("Call me back.", 0.5, turn_text=Always(0.6), **mean) == 4
