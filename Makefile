@@ -89,7 +89,7 @@ $(ALM_BUNDLE)/manifest.json: | $(VENV)/.installed
 $(QA_BUNDLE)/manifest.json: $(QA_WEIGHTS) | $(VENV)/.installed
 	$(VENV)/bin/edge-alm export alm --adapter $(QA_WEIGHTS) --lm-quantize int8-block --out $(QA_BUNDLE)
 
-# Retrain the audio-QA adapter + LoRA (about 15 min of corpus, 63 min of training on 2 cores;
+# Retrain the audio-QA adapter + LoRA (about 20 min of corpus, 70 min of training on 2 cores;
 # resumable): writes $(QA_WEIGHTS) and the bundle. DNSMOS labels come from PyPI speechmos's ONNX files,
 # PESQ labels of the double-ended questions from PyPI pesq (built from source: a C compiler).
 alm-qa-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min gcc
