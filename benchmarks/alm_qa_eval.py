@@ -1,7 +1,7 @@
 """Evaluate an audio-QA bundle on the held-out corpus, through the runtime (the int8 graphs a
 user runs), with the audio and with the audio replaced by silence (the ablation).
 
-    python -m benchmarks.alm_qa_eval --model models/smollm2-whisper-qa-int8 [--work .cache/alm-qa-v4]
+    python -m benchmarks.alm_qa_eval --model models/smollm2-whisper-qa-int8 [--work .cache/alm-qa-v5]
         [--stride N] [--tasks REGEX] [--out benchmarks/results/x86-2core]
 
 The held-out clips are regenerated from their specs (make_clip is deterministic): sentences,
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RATINGS = ("mos", "quality_ref")  # tasks answered with a 1-5 score
+RATINGS = ("mos", "quality_ref", "noisiness", "signal")  # tasks answered with a 1-5 score, "D.D"
+SCORES = (*RATINGS, "intelligibility")  # tasks answered with a number (intelligibility: STOI, "0.DD")
 WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6"}
 
 
@@ -33,7 +34,7 @@ def normalise(text: str) -> str:
 
 def score(task: str, answer: str, label: str) -> float | None:
     """1/0 for categorical tasks; None for tasks scored otherwise (mos, transcribe)."""
-    if task in (*RATINGS, "transcribe"):
+    if task in (*SCORES, "transcribe"):
         return None
     if task == "describe":
         return float(normalise(answer) == normalise(label))
@@ -114,7 +115,7 @@ def summarise(rows: list[dict]) -> dict:
     for task, rs in sorted(by.items()):
         majority = Counter(normalise(r["answer"]) for r in rs).most_common(1)[0][1] / len(rs)
         s = {"n": len(rs), "majority": round(majority, 3)}
-        if task in RATINGS:
+        if task in SCORES:
             pairs = [(float(r["answer"]), parse_float(r["got"])) for r in rs]
             s |= score_stats(pairs)
             if all("expected" in r for r in rs):  # the LM's digit probabilities' mean (Chat.expect_number)
@@ -131,7 +132,7 @@ def summarise(rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(ROOT / "models/smollm2-whisper-qa-int8"))
-    ap.add_argument("--work", default=str(ROOT / ".cache/alm-qa-v4"))
+    ap.add_argument("--work", default=str(ROOT / ".cache/alm-qa-v5"))
     ap.add_argument("--stride", type=int, default=1, help="every Nth held-out question only (all tasks kept)")
     ap.add_argument("--tasks", default=".", help="regex over task names: only these questions (default: all)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the silence run")
