@@ -1,12 +1,13 @@
 """End-of-speech-to-final latency of the streaming path, replayed at real-time pace, with turn
 splits counted: `python -m benchmarks.streaming [--out FILE]`.
 
-Four recordings are made here with espeak-ng, of 16 or 24 turns 1.5 s apart; half are one sentence,
+Five recordings are made here with espeak-ng, of 16 or 24 turns 1.5 s apart; half are one sentence,
 half are a sentence spoken in two parts with a natural mid-sentence pause (0.35-0.6 s) between
 them, which must not end the turn. `tune` is the one the endpointing rules were chosen on; `heldout`
 has other sentences, other voices and other pauses, to check that the choice carries over. The
 end-score rule (text_weight 0.5) was chosen on both and checked once on `heldout2` (24 turns, new
-sentences and voices), and its second threshold once on `heldout3`: it did not beat the default. Each
+sentences and voices), and its second threshold once on `heldout3`: it did not beat the default. The
+turn-LM rule (runtime/turn_lm.py) was chosen on all four and checked once on `heldout4`. Each
 configuration plays the same file through the
 `edge-alm listen --input FILE --realtime` path and reports: end of speech -> final (median, p95),
 turn closed -> final (the decode left after the end was decided), splits (finals beyond one per
@@ -135,12 +136,42 @@ HELDOUT3_PAUSED = [
     ("The best part of the trip", "was the boat ride on the lake."),
 ]
 HELDOUT3_VOICES = ["en-us+m6", "en+f4"]
+HELDOUT4_WHOLE = [  # made after the turn-LM rule was chosen on the four above, to check it once
+    "The dentist can see you on Wednesday afternoon.",
+    "Remember to lock the car when you park it.",
+    "Our team won the match by three goals.",
+    "Would you like some more tea?",
+    "The baby finally fell asleep after lunch.",
+    "Bring a warm jacket for the trip, please.",
+    "The post office is next to the town hall.",
+    "I lost my wallet somewhere in the market.",
+    "The plumber is coming to fix the sink tomorrow.",
+    "Can we meet for dinner on Friday?",
+    "The river was too cold for swimming.",
+    "He painted the kitchen a pale yellow.",
+]
+HELDOUT4_PAUSED = [
+    ("While you were out,", "your sister phoned twice."),
+    ("The problem is", "that the printer has run out of paper."),
+    ("If the shop is still open,", "could you buy some bread?"),
+    ("My uncle told me that", "he used to work on a farm."),
+    ("Before the guests arrive,", "we should tidy the living room."),
+    ("The first thing you need", "is a good pair of walking boots."),
+    ("Across the road from", "the school there is a new cafe."),
+    ("As far as I know,", "the museum is closed on Mondays."),
+    ("The reason we were late was", "a traffic jam on the motorway."),
+    ("When the bell rings,", "the children line up outside."),
+    ("Although the film was long,", "nobody fell asleep."),
+    ("The only person who knows", "is the manager of the hotel."),
+]
+HELDOUT4_VOICES = ["en-us+m2", "en+f5"]
 # name -> (whole sentences, sentences with a pause, voices, seed of the pause lengths)
 RECORDINGS = {
     "tune": (WHOLE, PAUSED, VOICES, 0),
     "heldout": (HELDOUT_WHOLE, HELDOUT_PAUSED, HELDOUT_VOICES, 1),
     "heldout2": (HELDOUT2_WHOLE, HELDOUT2_PAUSED, HELDOUT2_VOICES, 2),
     "heldout3": (HELDOUT3_WHOLE, HELDOUT3_PAUSED, HELDOUT3_VOICES, 3),
+    "heldout4": (HELDOUT4_WHOLE, HELDOUT4_PAUSED, HELDOUT4_VOICES, 4),
 }
 
 
@@ -173,8 +204,8 @@ def recording(name: str = "tune") -> tuple[np.ndarray, list[str], list[tuple[flo
     return np.concatenate(parts), texts, spans
 
 
-def play(model, wav: Path, options: StreamOptions) -> tuple[list[dict], float, float]:
-    stream = model.stream(options)
+def play(model, wav: Path, options: StreamOptions, turn_lm=None) -> tuple[list[dict], float, float]:
+    stream = model.stream(options, turn_lm=turn_lm)
     printer = EventPrinter("jsonl", io.StringIO())
     cpu0, wall0 = time.process_time(), time.perf_counter()
     run_listen(stream, FileSource(wav, chunk_s=0.1, realtime=True), printer)
@@ -239,7 +270,9 @@ CONFIGS = {
     "end score (p + text model) / 2 >= 0.55": StreamOptions(**MEAN, end_confidence=0.55),
     "end score (p + text model) / 2 >= 0.5": StreamOptions(**MEAN, end_confidence=0.5),
     "end score (p + text model) / 2 >= 0.6": StreamOptions(**MEAN, end_confidence=0.6),
+    "default, or the turn LM >= 0.3": StreamOptions(text_end_confidence=0.8, turn_lm_confidence=0.3, **TEXT),
 }
+WITH_TURN_LM = {"default, or the turn LM >= 0.3"}  # configurations that get --turn-lm
 
 
 def main() -> None:
@@ -249,8 +282,14 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     p.add_argument("--configs", default=".", help="regex over configuration names (default: all)")
     p.add_argument("--recordings", nargs="+", default=list(RECORDINGS), choices=list(RECORDINGS))
+    p.add_argument("--turn-lm", default="models/smollm2-whisper-alm-int8", help="alm bundle of the turn-LM rows")
     args = p.parse_args()
     model = EdgeALM.load(args.model, threads=args.threads)
+    turn_lm = None
+    if any(re.search(args.configs, name) for name in WITH_TURN_LM):
+        from edge_alm.runtime.turn_lm import TurnLM
+
+        turn_lm = TurnLM(args.turn_lm)
     report = {"threads": args.threads, "recordings": {}}
     for rec in args.recordings:
         audio, texts, spans = recording(rec)
@@ -261,7 +300,7 @@ def main() -> None:
             for name, opts in CONFIGS.items():
                 if not re.search(args.configs, name):
                     continue
-                events, cpu, _ = play(model, wav, replace(opts))
+                events, cpu, _ = play(model, wav, replace(opts), turn_lm if name in WITH_TURN_LM else None)
                 results[name] = summarise(events, texts, spans, len(audio) / 16000, cpu)
                 print(rec, "|", name, json.dumps(results[name]), flush=True)
         report["recordings"][rec] = {"audio_s": round(len(audio) / 16000, 1), "configs": results}

@@ -171,7 +171,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     model = EdgeALM.load(args.model, threads=args.threads)
     given = {
         k: getattr(args, k)
-        for k in ("end_confidence", "text_weight", "text_end_confidence")
+        for k in ("end_confidence", "text_weight", "text_end_confidence", "turn_lm_confidence")
         if getattr(args, k) is not None
     }
     if args.no_text_model:  # overrides the text model's options
@@ -182,7 +182,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         early_end=not args.no_early_end,
         **given,
     )
-    stream = model.stream(opts, language=args.language)
+    turn_lm = None
+    if args.turn_lm:
+        from edge_alm.runtime.turn_lm import TurnLM
+
+        turn_lm = TurnLM(args.turn_lm)
+    stream = model.stream(opts, turn_lm=turn_lm, language=args.language)
     printer = EventPrinter(args.format)
     if args.ask:
         from edge_alm.cli_alm import warn_untrained
@@ -267,8 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument(
         "--text-end-confidence",
         type=float,
-        help="the previous rule, off by default: a full stop of p from StreamOptions.unsure_end_confidence ends the "
-        "turn too when the text model gives the words at least this",
+        help="a full stop of p from StreamOptions.unsure_end_confidence ends the turn too when the text model gives "
+        "the words at least this (default: StreamOptions.text_end_confidence)",
+    )
+    li.add_argument(
+        "--turn-lm",
+        default=None,
+        help="an alm bundle whose LM also judges the words: the turn ends after 0.1 s of silence when it expects "
+        "a full stop next, written or not (e.g. models/smollm2-whisper-alm-int8; ~20 ms of one core a check)",
+    )
+    li.add_argument(
+        "--turn-lm-confidence",
+        type=float,
+        help="with --turn-lm: the probability of a full stop next that ends the turn (default: "
+        "StreamOptions.turn_lm_confidence)",
     )
     li.add_argument(
         "--no-text-model", action="store_true", help="end turns by the decoder's full-stop probability alone"

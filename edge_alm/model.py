@@ -17,6 +17,7 @@ from edge_alm.runtime.session import GraphSession, SessionConfig, release_free_h
 from edge_alm.runtime.stream import Final, Partial, Stream, StreamOptions
 from edge_alm.runtime.tokenizer import TextTokenizer
 from edge_alm.runtime.transcribe import Segment, TranscribeOptions, Transcriber, Transcription, check_options
+from edge_alm.runtime.turn_lm import TurnLM
 from edge_alm.runtime.vad import EnergyVAD, SileroVAD
 
 __all__ = [
@@ -120,15 +121,17 @@ class EdgeALM:
         temperature, top_p, top_k, repetition_penalty, beam_size, seed)."""
         return self.chat(audio).ask(question, options, **kw)
 
-    def stream(self, options: StreamOptions | None = None, **overrides) -> Stream:
-        """A new streaming session (one per audio source); the model is shared.
+    def stream(self, options: StreamOptions | None = None, turn_lm: TurnLM | None = None, **overrides) -> Stream:
+        """A new streaming session (one per audio source); the model is shared. turn_lm: an LM
+        that judges whether the words end the turn (TurnLM over an alm bundle; default: the
+        decoder's full stop and the packaged end-of-turn text model).
 
         Keyword overrides set TranscribeOptions fields used for partials and finals.
         """
         self._require_transcriber("stream")
         topts = replace(TranscribeOptions(), **overrides)
         check_options(topts)
-        return Stream(self.transcriber, self.vad.stepper(), options or StreamOptions(), topts)
+        return Stream(self.transcriber, self.vad.stepper(), options or StreamOptions(), topts, turn_lm=turn_lm)
 
     def transcribe(self, audio: AudioInput, options: TranscribeOptions | None = None, **overrides) -> Transcription:
         """Transcribe a path, bytes, (samples, sample_rate) or 16 kHz samples.

@@ -9,8 +9,9 @@ complete). The turn then ends by what the words say: when the text ends a senten
 decoder gave that full stop (? !) at least `end_confidence` probability (Whisper puts one after
 mid-sentence fragments too, less surely: "When the meeting is over."), or at least
 `unsure_end_confidence` and the end-of-turn text model (runtime/turn_text.py) gives the words at
-least `text_end_confidence`, as soon as `sure_silence_s` of silence confirms it, with that decode as
-the final. (`text_weight` > 0 mixes the two probabilities into one end score instead.) Otherwise
+least `text_end_confidence`, or (optional) a chat LM (runtime/turn_lm.py) expects a full stop after
+the words with at least `turn_lm_confidence`, as soon as `sure_silence_s` of silence confirms it,
+with that decode as the final. (`text_weight` > 0 mixes the two probabilities into one end score instead.) Otherwise
 the turn ends after `min_silence_s` (or `unsure_silence_s` for a less sure full stop, off by
 default: it splits turns). A final is exactly what offline transcription of its segment gives.
 """
@@ -51,6 +52,8 @@ class StreamOptions:
     #   the rule below on two fresh benchmark recordings, see README) ...
     unsure_end_confidence: float = 0.45  # ... or the decoder gave at least this and the end-of-turn text model
     text_end_confidence: float | None = 0.8  # gives the words at least this (None: no second chance) ...
+    turn_lm_confidence: float = 0.3  # ... or, with a turn LM given to the stream (runtime/turn_lm.py), it gives the
+    #   words (full stop written or not) at least this probability of a full stop next ...
     sure_silence_s: float = 0.1  # ... the turn ends once this much silence confirms it, with that decode as final
     unsure_silence_s: float | None = None  # a less sure full stop ends the turn after this much silence (None:
     #   min_silence_s; 0.4 s split 5 turns of 16 in benchmarks/streaming.py)
@@ -73,7 +76,7 @@ class StreamOptions:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
         if self.unsure_silence_s is not None and not self.unsure_silence_s >= 0:
             raise ValueError(f"unsure_silence_s must be 0 or more, got {self.unsure_silence_s!r}")
-        for name in ("end_confidence", "unsure_end_confidence", "text_weight"):
+        for name in ("end_confidence", "unsure_end_confidence", "text_weight", "turn_lm_confidence"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be from 0 to 1, got {getattr(self, name)!r}")
         if self.text_end_confidence is not None and not 0 <= self.text_end_confidence <= 1:
@@ -154,6 +157,7 @@ class Stream:
         options: StreamOptions,
         transcribe_options: TranscribeOptions,
         turn_text: TurnText | None = None,  # default: the packaged model, when the options use one
+        turn_lm=None,  # a TurnLM (runtime/turn_lm.py): one more judge of whether the words end the turn
     ) -> None:
         self.tr = transcriber
         self.vad = stepper  # stateful chunk -> speech probability
@@ -184,6 +188,7 @@ class Stream:
         self._stable: list[str] = []  # committed words of the open utterance: they only grow
         # (end chunk, text, sentence-end probability, sure that the turn ended) of the speculative final decode
         self._candidate: tuple[int, str, float, bool] | None = None
+        self.turn_lm = turn_lm
         self.turn_text = turn_text
         if turn_text is None and (options.text_weight > 0 or options.text_end_confidence is not None):
             self.turn_text = default_turn_text()
@@ -255,11 +260,11 @@ class Stream:
     def _maybe_end_turn(self) -> None:
         """End the open turn before min_silence_s when the speculative final ends a sentence."""
         c = self._candidate
-        if not (self.opts.early_end and self.ep.is_open and c is not None and c[2] > 0):
+        if not (self.opts.early_end and self.ep.is_open and c is not None):
             return
         if c[3] and self.ep.silence >= self._sure:
             closing = self.ep.close_now(end=c[0])  # the final is the decode that was sure
-        elif self._unsure is not None and self.ep.silence >= self._unsure:
+        elif self._unsure is not None and c[2] > 0 and self.ep.silence >= self._unsure:
             closing = self.ep.close_now()
         else:
             return
@@ -267,7 +272,13 @@ class Stream:
             self._boundary(b)
 
     def _sure_end(self, text: str, p: float) -> bool:
-        """The text ends a sentence (p > 0) and its end score (decoder and words) is high enough."""
+        """The text ends a sentence (p > 0) and its end score (decoder and words) is high enough;
+        or a turn LM expects a full stop after the words (whether or not the decoder wrote one)."""
+        if self._sure_by_decoder(text, p):
+            return True
+        return self.turn_lm is not None and self.turn_lm.prob(text) >= self.opts.turn_lm_confidence
+
+    def _sure_by_decoder(self, text: str, p: float) -> bool:
         o = self.opts
         if p <= 0:
             return False

@@ -37,12 +37,13 @@ class ScriptedDecoder:
 
 
 def speech_then(
-    dec: ScriptedDecoder, quiet_chunks, turn_text=None, **options
+    dec: ScriptedDecoder, quiet_chunks, turn_text=None, turn_lm=None, **options
 ) -> tuple[Stream, list[Final], int | None]:
     """About 1 s of speech, then `quiet_chunks` (a list of 0 = quiet, 1 = speech) one by one.
     Returns the stream, its finals and after how many of those chunks the first final came."""
     opts = StreamOptions(partial_interval_s=0, **options)
-    stream = Stream(dec, lambda c: 0.9 if c[0] > 0 else 0.1, opts, TranscribeOptions(), turn_text=turn_text)
+    vad = lambda c: 0.9 if c[0] > 0 else 0.1  # noqa: E731
+    stream = Stream(dec, vad, opts, TranscribeOptions(), turn_text=turn_text, turn_lm=turn_lm)
     stream.accept_waveform(np.full(32 * CHUNK, 0.1, np.float32), 16000)  # whole chunks
     assert not list(stream.events())
     finals, first = [], None
@@ -54,8 +55,8 @@ def speech_then(
     return stream, finals, first
 
 
-def quiet_chunks_to_final(text: str, last_p: float, turn_text=None, **options) -> int | None:
-    return speech_then(ScriptedDecoder(text, last_p), [0] * 40, turn_text, **options)[2]
+def quiet_chunks_to_final(text: str, last_p: float, turn_text=None, turn_lm=None, **options) -> int | None:
+    return speech_then(ScriptedDecoder(text, last_p), [0] * 40, turn_text, turn_lm, **options)[2]
 
 
 def test_a_sure_full_stop_ends_the_turn_after_sure_silence():
@@ -130,6 +131,18 @@ def test_the_stream_asks_the_text_model_it_is_given():
     assert quiet_chunks_to_final("Call me back.", 0.4, turn_text=Always(0.9)) == 22  # below unsure_end_confidence
 
 
+def test_a_turn_lm_ends_turns_the_decoder_and_text_model_leave_open():
+    """No full stop written (or an unsure one): without a turn LM the turn waits min_silence_s;
+    a turn LM expecting a full stop ends it after sure_silence_s. A sure full stop needs no LM."""
+    no_stop, unsure = ("I need to return the books", 0.9), ("Put the milk back in the fridge, please.", 0.55)
+    for text, p in (no_stop, unsure):
+        assert quiet_chunks_to_final(text, p, turn_text=Always(0.1)) == 22
+        assert quiet_chunks_to_final(text, p, turn_text=Always(0.1), turn_lm=Always(0.3)) == 4
+        assert quiet_chunks_to_final(text, p, turn_text=Always(0.1), turn_lm=Always(0.29)) == 22
+        assert quiet_chunks_to_final(text, p, Always(0.1), Always(0.4), turn_lm_confidence=0.5) == 22
+    assert quiet_chunks_to_final("Call me back.", 0.9, turn_text=Always(0.1), turn_lm=Always(0.0)) == 4
+
+
 def test_the_end_score_is_the_weighted_mean():
     mean = {"text_weight": 0.5, "end_confidence": 0.55, "text_end_confidence": None}
     # the end score is the weighted mean: (0.5 + 0.6) / 2 = 0.55 ends it, 0.545 does not
@@ -172,3 +185,5 @@ def test_options_are_checked():
         StreamOptions(text_weight=1.5)
     with pytest.raises(ValueError, match="text_end_confidence"):
         StreamOptions(text_end_confidence=-0.1)
+    with pytest.raises(ValueError, match="turn_lm_confidence"):
+        StreamOptions(turn_lm_confidence=2)
