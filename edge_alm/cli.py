@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     me.add_argument("--no-pad", action="store_true", help="drop the 129-token padding of the question (shorter prefix)")
     qa = e.add_argument_group("alm-qa (train the audio-QA adapter + LoRA, then export)")
-    qa.add_argument("--work-alm", default=".cache/alm-qa-v5", help="corpus, frames cache and checkpoints (resumable)")
+    qa.add_argument("--work-alm", default=".cache/alm-qa-v4", help="corpus, frames cache and checkpoints (resumable)")
     qa.add_argument("--qa-speech", type=int, default=3000, help="speech clips to synthesise")
     qa.add_argument("--qa-sounds", type=int, default=1200, help="non-speech clips to synthesise")
     qa.add_argument("--qa-pairs", type=int, default=1500, help="two-clip questions")
