@@ -30,6 +30,7 @@ from edge_alm.runtime.endpointer import Boundary, Endpointer
 from edge_alm.runtime.errors import AudioError
 from edge_alm.runtime.pcm import check_rate, to_mono_float
 from edge_alm.runtime.transcribe import TranscribeOptions, Transcriber, Transcription
+from edge_alm.runtime.turn_lm import TurnLM
 from edge_alm.runtime.turn_text import TurnText
 from edge_alm.runtime.vad import CHUNK, MIN_SPEECH_S, SPEECH_THRESHOLD
 
@@ -157,7 +158,7 @@ class Stream:
         options: StreamOptions,
         transcribe_options: TranscribeOptions,
         turn_text: TurnText | None = None,  # default: the packaged model, when the options use one
-        turn_lm=None,  # a TurnLM (runtime/turn_lm.py): one more judge of whether the words end the turn
+        turn_lm: TurnLM | None = None,  # one more judge of whether the words end the turn
     ) -> None:
         self.tr = transcriber
         self.vad = stepper  # stateful chunk -> speech probability

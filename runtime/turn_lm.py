@@ -14,7 +14,6 @@ bundle's prompt template, never assumed.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +45,12 @@ class TurnLM:
         manifest = load_manifest(bundle)
         if manifest.kind != "alm":
             raise BundleError(f"{manifest.path}: a turn LM needs an alm bundle, this one is {manifest.kind}")
-        self.model = AlmModel(manifest, replace(SessionConfig(threads=threads), spinning=False))
+        self.model = AlmModel(manifest, SessionConfig(threads=threads))
         prefix = user_turn_prefix(manifest.config.prompt.continue_template)
-        self.ends = [self.model.encode(e) for e in ENDINGS]
-        if any(len(e) != 1 for e in self.ends):
+        ends = [self.model.encode(e) for e in ENDINGS]
+        if any(len(e) != 1 for e in ends):
             raise BundleError(f"{manifest.path}: its tokenizer does not write {ENDINGS} as single tokens")
-        self.end_ids = np.array([e[0] for e in self.ends])
+        self.end_ids = np.array([e[0] for e in ends])
         # the turn opening is the same for every text: prefill it once, rewind to it per question
         self.state = AlmState(self.model)
         self.state.feed(self.model.embed(np.array([self.model.encode(prefix)])))
