@@ -236,7 +236,13 @@ def summarise(events: list[dict], texts: list[str], spans, seconds: float, cpu: 
 
 # each configuration spells out every option that changed along the way, so a later default
 # does not change what an earlier row measured
-BASE = {"partial_min_window_s": 4.0, "min_silence_s": 0.7, "min_speech_s": 0.25, "text_weight": 0.0}
+BASE = {
+    "partial_min_window_s": 4.0,
+    "min_silence_s": 0.7,
+    "min_speech_s": 0.25,
+    "text_weight": 0.0,
+    "partial_cpu_share": None,
+}
 ANY_STOP = {"end_confidence": 0.0, "unsure_silence_s": None, "text_end_confidence": None}  # any full stop ends it
 SURE = {"early_silence_s": 0.032, "sure_silence_s": 0.1, "unsure_silence_s": None}
 NO_TEXT = {"text_end_confidence": None}  # the decoder's full-stop probability alone
@@ -271,6 +277,12 @@ CONFIGS = {
     "end score (p + text model) / 2 >= 0.5": StreamOptions(**MEAN, end_confidence=0.5),
     "end score (p + text model) / 2 >= 0.6": StreamOptions(**MEAN, end_confidence=0.6),
     "default, or the turn LM >= 0.3": StreamOptions(text_end_confidence=0.8, turn_lm_confidence=0.3, **TEXT),
+    "default, partials at most 0.25 of real time": StreamOptions(
+        text_end_confidence=0.8, **{**TEXT, "partial_cpu_share": 0.25}
+    ),
+    "default, partials at most 0.15 of real time": StreamOptions(
+        text_end_confidence=0.8, **{**TEXT, "partial_cpu_share": 0.15}
+    ),
 }
 WITH_TURN_LM = {"default, or the turn LM >= 0.3"}  # configurations that get --turn-lm
 

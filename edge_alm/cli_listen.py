@@ -20,7 +20,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     model = EdgeALM.load(args.model, threads=args.threads)
     given = {
         k: getattr(args, k)
-        for k in ("end_confidence", "text_weight", "text_end_confidence", "turn_lm_confidence")
+        for k in ("end_confidence", "text_weight", "text_end_confidence", "turn_lm_confidence", "partial_cpu_share")
         if getattr(args, k) is not None
     }
     if args.no_text_model:  # overrides the text model's options
@@ -120,6 +120,12 @@ def add_listen_commands(sub, default_model: str, default_alm: str) -> None:
         "--no-text-model", action="store_true", help="end turns by the decoder's full-stop probability alone"
     )
     li.add_argument("--partial-interval", type=float, default=0.5, help="seconds between partial results")
+    li.add_argument(
+        "--partial-cpu-share",
+        type=float,
+        help="partial results take at most this share of real time: costly ones come less often "
+        "(default: StreamOptions.partial_cpu_share)",
+    )
     li.add_argument("--language", default="en")
     li.add_argument("--threads", type=int, default=0)
     li.add_argument("--stats", action="store_true", help="print end-of-speech-to-final median and p95 at exit")

@@ -59,6 +59,9 @@ class StreamOptions:
     unsure_silence_s: float | None = None  # a less sure full stop ends the turn after this much silence (None:
     #   min_silence_s; 0.4 s split 5 turns of 16 in benchmarks/streaming.py)
     partial_min_window_s: float = 4.0  # encoder window floor for partials (finals keep the transcriber's)
+    partial_cpu_share: float | None = None  # partial decodes take at most this share of real time: after one
+    #   that took d seconds the next waits d / share seconds of audio when that is longer than
+    #   partial_interval_s (None: every partial_interval_s, however long they take)
 
     def __post_init__(self) -> None:
         for name in ("min_silence_s", "max_utterance_s"):
@@ -84,6 +87,8 @@ class StreamOptions:
             raise ValueError(f"text_end_confidence must be from 0 to 1 or None, got {self.text_end_confidence!r}")
         if not 0 < self.vad_threshold < 1:
             raise ValueError(f"vad_threshold must be between 0 and 1, got {self.vad_threshold!r}")
+        if self.partial_cpu_share is not None and not 0 < self.partial_cpu_share <= 1:
+            raise ValueError(f"partial_cpu_share must be above 0 and at most 1, got {self.partial_cpu_share!r}")
         if 0 < self.partial_interval_s < 0.1:
             raise ValueError("partial_interval_s below 0.1 s re-decodes on every chunk; use 0 for no partials")
 
@@ -185,6 +190,7 @@ class Stream:
         self._base = 0
         self._last_speech_wall = 0.0
         self._since_partial = 0
+        self._partial_wait = options.partial_interval_s  # seconds of audio until the next partial may run
         self._last_partial = ""
         self._stable: list[str] = []  # committed words of the open utterance: they only grow
         # (end chunk, text, sentence-end probability, sure that the turn ended) of the speculative final decode
@@ -312,6 +318,7 @@ class Stream:
     def _boundary(self, b: Boundary) -> None:
         if b.kind == "open":
             self._since_partial, self._last_partial, self._stable, self._candidate = 1, "", [], None
+            self._partial_wait = self.opts.partial_interval_s
         elif b.kind == "pad":
             # The audio a final would hold is complete now: decode it while the silence that
             # confirms the end arrives, so the final costs no decode.
@@ -343,12 +350,17 @@ class Stream:
         chunk_s = CHUNK / self.sr
         if (
             self.opts.partial_interval_s
-            and self._since_partial * chunk_s >= self.opts.partial_interval_s
+            and self._since_partial * chunk_s >= self._partial_wait
             and (self.ep.n - self.ep.start) * chunk_s >= self.opts.first_partial_s
             and not self.ep.silence  # speech paused: the speculative final decode is due, keep the CPU for it
         ):
             self._since_partial = 0
-            self._emit_partial(self._decode(self.ep.start, self.ep.n, partial=True).text)
+            result = self._decode(self.ep.start, self.ep.n, partial=True)
+            self._partial_wait = self.opts.partial_interval_s
+            if self.opts.partial_cpu_share:  # the CPU is behind when partials cost more than their share
+                cost_s = result.timings.get("total_ms", 0.0) / 1000
+                self._partial_wait = max(self._partial_wait, cost_s / self.opts.partial_cpu_share)
+            self._emit_partial(result.text)
 
     def _emit_partial(self, text: str) -> None:
         """Words two consecutive hypotheses agree on are committed; committed words stay."""

@@ -187,3 +187,36 @@ def test_options_are_checked():
         StreamOptions(text_end_confidence=-0.1)
     with pytest.raises(ValueError, match="turn_lm_confidence"):
         StreamOptions(turn_lm_confidence=2)
+
+
+class CostlyDecoder(ScriptedDecoder):
+    """A decoder that reports each decode as costing `cost_ms` of compute."""
+
+    def __init__(self, cost_ms: float) -> None:
+        super().__init__("Call me back", 0.9)
+        self.cost_ms = cost_ms
+
+    def transcribe(self, audio, opts, speech_probs=None) -> Transcription:
+        r = super().transcribe(audio, opts, speech_probs)
+        r.timings["total_ms"] = self.cost_ms
+        return r
+
+
+def partials_in_speech(dec: ScriptedDecoder, seconds: float, **options) -> int:
+    opts = StreamOptions(partial_interval_s=0.5, first_partial_s=1.0, **options)
+    stream = Stream(dec, lambda c: 0.9, opts, TranscribeOptions())
+    for _ in range(round(seconds * 16000 / CHUNK)):
+        stream.accept_waveform(np.full(CHUNK, 0.1, np.float32), 16000)
+    return sum(e.__class__.__name__ == "Partial" for e in stream.events())
+
+
+def test_partials_keep_to_their_share_of_the_cpu():
+    """8 s of speech, a partial every 0.5 s after the first second: 14-15 partials. When each costs
+    0.4 s and partials may take half the CPU, they come every 0.8 s instead (9); when they are
+    cheap (0.1 s) the share changes nothing."""
+    free = partials_in_speech(CostlyDecoder(400), 8.0)
+    assert 14 <= free <= 15
+    assert partials_in_speech(CostlyDecoder(400), 8.0, partial_cpu_share=0.5) == pytest.approx(free * 0.5 / 0.8, abs=1)
+    assert partials_in_speech(CostlyDecoder(100), 8.0, partial_cpu_share=0.5) == free
+    with pytest.raises(ValueError, match="partial_cpu_share"):
+        StreamOptions(partial_cpu_share=0)
