@@ -270,17 +270,19 @@ CONFIGS = {
     "the same + a less sure full stop ends the turn at 0.4 s": StreamOptions(
         end_confidence=0.6, **{**SURE, "unsure_silence_s": 0.4}, **NO_TEXT, **BASE
     ),
-    "p >= 0.6, or p >= 0.45 and the text model >= 0.8 (default)": StreamOptions(text_end_confidence=0.8, **TEXT),
+    "p >= 0.6, or p >= 0.45 and the text model >= 0.8 (partials every 0.5 s)": StreamOptions(
+        text_end_confidence=0.8, **TEXT
+    ),
     "p >= 0.6, or p >= 0.45 and the text model >= 0.7": StreamOptions(text_end_confidence=0.7, **TEXT),
     "p >= 0.6, or p >= 0.45 and the text model >= 0.9": StreamOptions(text_end_confidence=0.9, **TEXT),
     "end score (p + text model) / 2 >= 0.55": StreamOptions(**MEAN, end_confidence=0.55),
     "end score (p + text model) / 2 >= 0.5": StreamOptions(**MEAN, end_confidence=0.5),
     "end score (p + text model) / 2 >= 0.6": StreamOptions(**MEAN, end_confidence=0.6),
     "default, or the turn LM >= 0.3": StreamOptions(text_end_confidence=0.8, turn_lm_confidence=0.3, **TEXT),
-    "default, partials at most 0.25 of real time": StreamOptions(
+    "the same, partials at most 0.25 of real time": StreamOptions(
         text_end_confidence=0.8, **{**TEXT, "partial_cpu_share": 0.25}
     ),
-    "default, partials at most 0.15 of real time": StreamOptions(
+    "the same, partials at most 0.15 of real time (default)": StreamOptions(
         text_end_confidence=0.8, **{**TEXT, "partial_cpu_share": 0.15}
     ),
 }

@@ -214,9 +214,10 @@ def test_partials_keep_to_their_share_of_the_cpu():
     """8 s of speech, a partial every 0.5 s after the first second: 14-15 partials. When each costs
     0.4 s and partials may take half the CPU, they come every 0.8 s instead (9); when they are
     cheap (0.1 s) the share changes nothing."""
-    free = partials_in_speech(CostlyDecoder(400), 8.0)
+    free = partials_in_speech(CostlyDecoder(400), 8.0, partial_cpu_share=None)
     assert 14 <= free <= 15
     assert partials_in_speech(CostlyDecoder(400), 8.0, partial_cpu_share=0.5) == pytest.approx(free * 0.5 / 0.8, abs=1)
     assert partials_in_speech(CostlyDecoder(100), 8.0, partial_cpu_share=0.5) == free
+    assert partials_in_speech(CostlyDecoder(0), 8.0) == free  # the default share, with free decodes
     with pytest.raises(ValueError, match="partial_cpu_share"):
         StreamOptions(partial_cpu_share=0)
