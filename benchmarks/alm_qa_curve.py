@@ -1,7 +1,7 @@
 """Plot the audio-QA training log: training loss (smoothed) and held-out loss and first-token
 accuracy against steps.
 
-    python -m benchmarks.alm_qa_curve [.cache/alm-qa-v4/log.jsonl] [--out benchmarks/results/x86-2core/alm_qa_curve.png]
+    python -m benchmarks.alm_qa_curve [.cache/alm-qa-v6/log.jsonl] [--out benchmarks/results/x86-2core/alm_qa_curve.png]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("log", nargs="?", default=".cache/alm-qa-v4/log.jsonl")
+    ap.add_argument("log", nargs="?", default=".cache/alm-qa-v6/log.jsonl")
     ap.add_argument("--out", default="benchmarks/results/x86-2core/alm_qa_curve.png")
     args = ap.parse_args()
     import matplotlib

@@ -1,7 +1,7 @@
 """Evaluate an audio-QA bundle on the held-out corpus, through the runtime (the int8 graphs a
 user runs), with the audio and with the audio replaced by silence (the ablation).
 
-    python -m benchmarks.alm_qa_eval --model models/smollm2-whisper-qa-int8 [--work .cache/alm-qa-v4]
+    python -m benchmarks.alm_qa_eval --model models/smollm2-whisper-qa-int8 [--work .cache/alm-qa-v6]
         [--stride N] [--tasks REGEX] [--out benchmarks/results/x86-2core]
 
 The held-out clips are regenerated from their specs (make_clip is deterministic): sentences,
@@ -132,7 +132,7 @@ def summarise(rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(ROOT / "models/smollm2-whisper-qa-int8"))
-    ap.add_argument("--work", default=str(ROOT / ".cache/alm-qa-v4"))
+    ap.add_argument("--work", default=str(ROOT / ".cache/alm-qa-v6"))
     ap.add_argument("--stride", type=int, default=1, help="every Nth held-out question only (all tasks kept)")
     ap.add_argument("--tasks", default=".", help="regex over task names: only these questions (default: all)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the silence run")

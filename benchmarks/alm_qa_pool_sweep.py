@@ -6,8 +6,8 @@ prefill (audio encoder + adapter + LM prefill) for a 10 s clip at each factor in
     python -m benchmarks.alm_qa_pool_sweep [--pools 1 2 4 8] [--steps 300] [--stride 3]
         [--stage train eval time] [--out benchmarks/results/x86-2core]
 
-Each factor has its own resumable work folder (.cache/alm-qa-v4-sweep/p<N>) that shares the
-corpus and cached frames of .cache/alm-qa-v4 (build them first: `make alm-qa-train`).
+Each factor has its own resumable work folder (.cache/alm-qa-v6-sweep/p<N>) that shares the
+corpus and cached frames of .cache/alm-qa-v6 (build them first: `make alm-qa-train`).
 The steps are far fewer than the shipped model's (a CPU budget), so the table compares the
 factors at equal training, not the shipped model's accuracy.
 """
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / ".cache/alm-qa-v4"
-SWEEP = ROOT / ".cache/alm-qa-v4-sweep"
+CORPUS = ROOT / ".cache/alm-qa-v6"
+SWEEP = ROOT / ".cache/alm-qa-v6-sweep"
 BASE_BUNDLE = ROOT / "models/smollm2-whisper-alm-int8"
 
 

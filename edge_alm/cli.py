@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     me.add_argument("--no-pad", action="store_true", help="drop the 129-token padding of the question (shorter prefix)")
     qa = e.add_argument_group("alm-qa (train the audio-QA adapter + LoRA, then export)")
-    qa.add_argument("--work-alm", default=".cache/alm-qa-v4", help="corpus, frames cache and checkpoints (resumable)")
+    qa.add_argument("--work-alm", default=".cache/alm-qa-v6", help="corpus, frames cache and checkpoints (resumable)")
     qa.add_argument("--qa-speech", type=int, default=3000, help="speech clips to synthesise")
     qa.add_argument("--qa-sounds", type=int, default=1200, help="non-speech clips to synthesise")
     qa.add_argument("--qa-pairs", type=int, default=1500, help="two-clip questions")
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=600,
         help="speech clips that also get their clean reference, for double-ended quality questions (PyPI pesq)",
     )
+    qa.add_argument("--qa-init", default=None, help="go on from these trained weights (an earlier stage's .npz)")
+    qa.add_argument("--qa-lr", type=float, default=1e-3, help="peak learning rate (cosine to a tenth)")
     qa.add_argument("--save-adapter", default=None, help="also copy the trained weights here")
     bd = e.add_argument_group("blockdecoder (distilled from a whisper teacher bundle)")
     bd.add_argument("--teacher", default="models/whisper-base-int8", help="whisper bundle that labels the audio")

@@ -124,6 +124,8 @@ def export_alm(args: argparse.Namespace) -> int:
 
         from edge_alm.export.alm_qa_train import build_and_train
 
+        if args.qa_init and not Path(args.qa_init).is_file():
+            raise EdgeALMError(f"--qa-init weights not found: {args.qa_init}")
         base = Path(args.work_alm) / "base-bundle"
         if not (base / "manifest.json").is_file():
             parts = whisper_alm_parts(default_whisper_base(cache), default_smollm2(cache), _lm_tok(cache), args.pool)
@@ -138,6 +140,8 @@ def export_alm(args: argparse.Namespace) -> int:
             args.qa_steps,
             pool=args.pool,
             refs=args.qa_refs,
+            init=args.qa_init and Path(args.qa_init),
+            lr=args.qa_lr,
         )
         if args.save_adapter:
             shutil.copy(weights, args.save_adapter)

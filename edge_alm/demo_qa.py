@@ -23,7 +23,18 @@ def noisy_copy(x: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
 
 NOISY_Q = "How noisy is this recording: clean, slightly noisy or very noisy?"
 QUALITY_Q = "Rate the overall quality of this recording from 1 to 5."
+NOISINESS_Q = "Rate the background noise from 1 (very intrusive) to 5 (not noticeable)."
+SIGNAL_Q = "Rate the speech signal from 1 (very distorted) to 5 (not distorted)."
+LOUDNESS_Q = "Is the speech level quiet, normal or loud?"
 NOISY_COPY = "a copy with noise at 3 dB SNR"
+# the label each score was measured against, and the mean error within which it is shown
+SCORE_LABELS = {
+    "mos": ("DNSMOS OVRL", 0.5),
+    "noisiness": ("DNSMOS BAK", 0.5),
+    "signal": ("DNSMOS SIG", 0.5),
+    "quality_ref": ("wide-band PESQ", 0.5),
+    "intelligibility": ("STOI", 0.05),
+}
 # (what the clips are, which clips, question, task in the held-out evaluation)
 ASKS = [
     ("the clip", "clean", "What kind of sound is this?", "sound"),
@@ -39,6 +50,16 @@ ASKS = [
         "Clip 1 is the clean reference. Rate the quality of clip 2 from 1 to 5.",
         "quality_ref_expected",
     ),
+    (
+        f"clip 1 = the clip, clip 2 = {NOISY_COPY}",
+        "clean+noisy",
+        "Clip 1 is the clean reference. How intelligible is clip 2, from 0 to 1?",
+        "intelligibility",
+    ),
+    ("the clip", "clean", NOISINESS_Q, "noisiness_expected"),
+    (NOISY_COPY, "noisy", NOISINESS_Q, "noisiness_expected"),
+    ("the clip", "clean", SIGNAL_Q, "signal_expected"),
+    ("the clip 12 dB quieter", "quiet", LOUDNESS_Q, "loudness"),
     (
         "clip 1 = its first half, clip 2 = the whole clip",
         "half+clean",
@@ -56,13 +77,14 @@ ASKS = [
 
 def held_out_score(scores: dict, task: str) -> tuple[str, bool]:
     """The task's held-out score from the evaluation report (benchmarks/alm_qa_eval.py), and
-    whether it is good enough to show: accuracy >= 80 %, or a quality score within 0.5 on average."""
+    whether it is good enough to show: accuracy >= 80 %, or a score's mean error within its
+    SCORE_LABELS bound (0.5 on the 1-5 scales)."""
     s = scores.get("with_audio", {}).get(task)
     if not s:
         return "no held-out score", False
     if "mae" in s:
-        label = "wide-band PESQ" if task.startswith("quality_ref") else "DNSMOS"
-        return f"held-out MAE {s['mae']:.2f} against {label}", s["mae"] <= 0.5
+        label, bound = SCORE_LABELS[task.removesuffix("_expected")]
+        return f"held-out MAE {s['mae']:.2f} against {label}", s["mae"] <= bound
     return f"held-out accuracy {100 * s['accuracy']:.0f} %", s["accuracy"] >= 0.8
 
 

@@ -1,7 +1,7 @@
 """The audio-QA corpus: generated clips, questions with paraphrases, answers by construction.
 
 Each clip is made from known parts (export/alm_qa_audio.py), labelled while it is made (and
-speech-quality labelled by DNSMOS P.835 from PyPI `speechmos`), then encoded once by the alm
+speech-quality labelled by DNSMOS P.835 SIG/BAK/OVRL from PyPI `speechmos`), then encoded once by the alm
 bundle's own audio encoder graph; the frames are cached on disk (fp16) with each frame's level
 and pitch (runtime/frame_stats.py), so training never runs the encoder. Questions come from
 templates with paraphrases; answers are short texts the evaluation can parse. The held-out split
@@ -39,6 +39,16 @@ QUESTIONS = {
     ],
     "problem": ["What is wrong with this recording?", "What degradation does this recording have?"],
     "noisy": ["How noisy is this recording: clean, slightly noisy or very noisy?", "Is the recording noisy?"],
+    # DNSMOS P.835's other two scales: background noise (BAK) and speech signal (SIG), 5 = no degradation
+    "noisiness": [
+        "Rate the background noise from 1 (very intrusive) to 5 (not noticeable).",
+        "How unobtrusive is the background, from 1 to 5?",
+    ],
+    "signal": [
+        "Rate the speech signal from 1 (very distorted) to 5 (not distorted).",
+        "How undistorted is the voice itself, from 1 to 5?",
+    ],
+    "loudness": ["Is the speech level quiet, normal or loud?", "How loud is the recording: quiet, normal or loud?"],
     "transcribe": ["What is said?", "Transcribe the speech.", "What does the speaker say?"],
     "describe": ["Describe this recording in one sentence.", "Describe the audio briefly."],
     "louder": ["Which clip is louder, the first or the second?", "Which recording is louder?"],
@@ -54,6 +64,10 @@ QUESTIONS = {
     "changed": [
         "Clip 1 is the original. What was done to clip 2?",
         "The first clip is clean. What degradation does the second clip have?",
+    ],
+    "intelligibility": [
+        "Clip 1 is the clean reference. How intelligible is clip 2, from 0 to 1?",
+        "The first clip is the original. Give the second clip's intelligibility score from 0 to 1.",
     ],
 }
 SOUND_WORDS = {"tone": "a tone", "beeps": "beeps", "noise": "noise", "siren": "a siren", "silence": "silence"}
@@ -76,10 +90,14 @@ def dnsmos_model() -> Path:
 
 
 class DNSMOS:
-    """DNSMOS P.835 OVRL with the published polynomial mapping (non-personalized)."""
+    """DNSMOS P.835 SIG, BAK and OVRL with the published polynomial mappings (non-personalized)."""
 
     LEN = 144160  # 9.01 s at 16 kHz
-    OVRL = np.poly1d([-0.06766283, 1.11546468, 0.04602535])
+    MAPS = {  # the model's outputs in this order
+        "sig": np.poly1d([-0.08397278, 1.22083953, 0.0052439]),
+        "bak": np.poly1d([-0.13166888, 1.60915514, -0.39604546]),
+        "mos": np.poly1d([-0.06766283, 1.11546468, 0.04602535]),
+    }
 
     def __init__(self) -> None:
         import onnxruntime as ort
@@ -88,11 +106,12 @@ class DNSMOS:
         o.intra_op_num_threads = 1
         self.s = ort.InferenceSession(str(dnsmos_model()), o, providers=["CPUExecutionProvider"])
 
-    def ovrl(self, x: np.ndarray) -> float:
+    def scores(self, x: np.ndarray) -> dict[str, float]:
+        """{"sig", "bak", "mos" (OVRL)}: 1-5 each, averaged over 9 s windows one second apart."""
         x = np.resize(x, max(self.LEN, len(x))).astype(np.float32)  # shorter clips are repeated
         starts = range(0, len(x) - self.LEN + 1, A.SR)
-        raw = [self.s.run(None, {"input_1": x[None, s : s + self.LEN]})[0][0, 2] for s in starts]
-        return float(self.OVRL(np.mean(raw)))
+        raw = np.mean([self.s.run(None, {"input_1": x[None, s : s + self.LEN]})[0][0] for s in starts], axis=0)
+        return {k: round(float(f(r)), 2) for (k, f), r in zip(self.MAPS.items(), raw)}
 
 
 def split_sentences(pool: list[str]) -> tuple[list[str], list[str]]:
@@ -112,17 +131,20 @@ def make_clip(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarra
 
 
 def make_labelled(spec: ClipSpec, sentences: list[str]) -> tuple[ClipSpec, np.ndarray]:
-    """make_clip, and for a reference the wide-band PESQ of its degraded copy against it (PyPI
-    `pesq`; None where PESQ finds no speech): the label of double-ended quality questions."""
+    """make_clip, and for a reference the wide-band PESQ (PyPI `pesq`; None where PESQ finds no
+    speech) and STOI (PyPI `pystoi`) of its degraded copy against it: the labels of double-ended
+    quality and intelligibility questions."""
     if spec.kind != "reference":
         return make_clip(spec, sentences)
     from pesq import pesq
+    from pystoi import stoi
 
     spec, clean, degraded = _reference(spec, sentences)
     try:
         spec.labels["pesq"] = round(float(pesq(A.SR, clean, degraded, "wb")), 2)
     except Exception:  # pesq raises its own error types when it finds no utterance
         spec.labels["pesq"] = None
+    spec.labels["stoi"] = round(float(stoi(clean, degraded, A.SR)), 2)
     return spec, clean
 
 
@@ -175,20 +197,23 @@ def _freq(pitch: str, rng: np.random.Generator) -> float:
 def degrade(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str, float | None]:
     """One degradation with known parameters (or none): (audio, problem label, SNR in dB)."""
     r = rng.random()
-    if r < 0.35:
+    if r < 0.3:
         return x, "nothing", None
-    if r < 0.6:
+    if r < 0.55:
         snr = float(rng.uniform(-5, 25))
         kind = ["white", "pink", "brown", "babble"][rng.integers(4)]
         babble = A.noise("pink", len(x), rng) * np.abs(np.sin(np.arange(len(x)) / A.SR * 7))  # modulated
         return A.add_noise(x, snr, kind, rng, babble), "background noise" if snr < 22 else "nothing", snr
-    if r < 0.7:
+    if r < 0.64:
         return A.clip_peaks(x, float(rng.uniform(0.03, 0.25))), "clipping", None
-    if r < 0.8:
+    if r < 0.73:
         return A.telephone(x), "telephone band", None
-    if r < 0.9:
+    if r < 0.82:
         return A.dropouts(x, float(rng.uniform(0.12, 0.3)), rng), "dropouts", None
-    return A.reverb(x, float(rng.uniform(0.5, 1.2)), rng), "reverberation", None
+    if r < 0.91:
+        return A.reverb(x, float(rng.uniform(0.5, 1.2)), rng), "reverberation", None
+    kind = "mp3" if rng.random() < 0.5 else "opus"
+    return A.codec(x, kind, float(rng.uniform(0.95, 0.99))), "low-bitrate codec", None
 
 
 def questions_for(clip: dict, rng: np.random.Generator, per_clip: int) -> list[dict]:
@@ -200,6 +225,7 @@ def questions_for(clip: dict, rng: np.random.Generator, per_clip: int) -> list[d
     }
     if kind == "speech":
         answers.update(gender=lab["gender"], rate=lab["rate"], mos=f"{lab['mos']:.1f}", problem=lab["problem"])
+        answers.update(noisiness=f"{lab['bak']:.1f}", signal=f"{lab['sig']:.1f}", loudness=loudness(lab["level_db"]))
         snr = lab.get("snr")
         if lab["problem"] in ("nothing", "background noise"):
             answers["noisy"] = "clean" if snr is None or snr >= 22 else "slightly noisy" if snr >= 10 else "very noisy"
@@ -224,6 +250,12 @@ def questions_for(clip: dict, rng: np.random.Generator, per_clip: int) -> list[d
     w = np.array([0.25 if (t == "speech" or (t == "sound" and kind == "speech")) else 1.0 for t in tasks])
     picked = rng.choice(len(tasks), size=min(per_clip, len(tasks)), replace=False, p=w / w.sum())
     return [_qa([clip["id"]], tasks[i], answers[tasks[i]], rng) for i in picked]
+
+
+def loudness(level_db: float) -> str:
+    """quiet | normal | loud, from a speech clip's RMS level (speech is made at -20 dBFS, then a
+    gain of -14 to +8 dB)."""
+    return "quiet" if level_db < -29 else "loud" if level_db > -16 else "normal"
 
 
 def pair_question(a: dict, b: dict, rng: np.random.Generator) -> dict | None:
@@ -278,8 +310,8 @@ def build_corpus(
     offset = 10_000_000 if split == "heldout" else 0
     kinds = ["speech"] * n_speech + [k for i in range(n_sound) for k in [SOUND_KINDS[i % len(SOUND_KINDS)]]]
     specs = [ClipSpec(offset + i, split, k) for i, k in enumerate(kinds)]
-    if n_refs and importlib.util.find_spec("pesq") is None:
-        raise FileNotFoundError("double-ended questions need PyPI pesq; run: pip install pesq==0.0.4")
+    if n_refs and not (importlib.util.find_spec("pesq") and importlib.util.find_spec("pystoi")):
+        raise FileNotFoundError("double-ended questions need PyPI pesq and pystoi; run: make alm-qa-train")
     step = max(1, n_speech // max(n_refs, 1))
     sources = [offset + i for i in range(0, n_speech, step)][:n_refs]
     specs += [ClipSpec(offset + len(kinds) + j, split, "reference", {"of": i}) for j, i in enumerate(sources)]
@@ -291,7 +323,7 @@ def build_corpus(
     with ProcessPoolExecutor(2) as pool:
         for n, (spec, x) in enumerate(pool.map(make_labelled, specs, [sentences] * len(specs), chunksize=8)):
             if spec.kind == "speech":
-                spec.labels["mos"] = round(mos.ovrl(x), 2)
+                spec.labels.update(mos.scores(x))
             hidden = model.audio_encoder.run({"input_features": model.features(x)})[0][0]  # (T/2, C)
             np.save(out / "frames" / f"{n:06d}.npy", hidden.astype(np.float16))
             np.save(out / "stats" / f"{n:06d}.npy", model.frame_stats(x, len(hidden)).astype(np.float16))
@@ -351,7 +383,7 @@ def voice_questions(clips: list[dict], rng: np.random.Generator, n_accent: int, 
 
 def reference_questions(clips: list[dict], rng: np.random.Generator) -> list[dict]:
     """Double-ended questions, clip 1 the clean reference and clip 2 its processed copy: the
-    copy's quality (wide-band PESQ, 1-4.6) and what was done to it."""
+    copy's quality (wide-band PESQ, 1-4.6), its intelligibility (STOI, 0-1) and what was done to it."""
     by_index = {c["index"]: c for c in clips}
     qas = []
     for ref in (c for c in clips if c["kind"] == "reference"):
@@ -360,4 +392,6 @@ def reference_questions(clips: list[dict], rng: np.random.Generator) -> list[dic
         if ref["labels"].get("pesq") is not None:
             qas.append(_qa(pair, "quality_ref", f"{ref['labels']['pesq']:.1f}", rng))
         qas.append(_qa(pair, "changed", source["labels"]["problem"], rng))
+        if ref["labels"].get("stoi") is not None:
+            qas.append(_qa(pair, "intelligibility", f"{ref['labels']['stoi']:.2f}", rng))
     return qas

@@ -252,9 +252,12 @@ def build_and_train(
     batch: int = 8,
     pool: int = 4,
     refs: int = 0,
+    init: Path | None = None,
+    lr: float = 1e-3,
 ) -> Path:
     """The whole recipe: corpus (train + held-out), training; returns the weights file.
-    `bundle` is the untrained alm bundle whose encoder graph and prompt template are used."""
+    `bundle` is the untrained alm bundle whose encoder graph and prompt template are used;
+    `init`: an earlier stage's weights to go on from (see train)."""
     from edge_alm.export.alm_export import default_smollm2
     from edge_alm.export.alm_qa_data import build_corpus
     from edge_alm.export.whisper_weights import default_whisper_base
@@ -264,4 +267,4 @@ def build_and_train(
     build_corpus(work, bundle, *held, "heldout", n_refs=refs and max(refs // 10, 10))
     build_corpus(work, bundle, speech_clips, sound_clips, pairs, "train", n_refs=refs)
     lm, whisper = default_smollm2(cache), default_whisper_base(cache)
-    return train(work, bundle, lm, whisper, steps, batch=batch, pool=pool)
+    return train(work, bundle, lm, whisper, steps, batch=batch, pool=pool, init=init, lr=lr)

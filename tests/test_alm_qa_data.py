@@ -1,5 +1,5 @@
-"""The audio-QA corpus's voices and voice questions, and loading earlier training weights (fast:
-labels and tiny modules only, no audio, no LM)."""
+"""The audio-QA corpus: voices and voice questions, degradations and their labels (PESQ, STOI,
+DNSMOS), and loading earlier training weights (no LM)."""
 
 from __future__ import annotations
 
@@ -102,15 +102,21 @@ def test_reference_questions_pair_the_reference_first_with_its_degraded_copy():
     clips = [
         {"id": 0, "index": 5, "kind": "speech", "labels": {"problem": "clipping"}},
         {"id": 1, "index": 6, "kind": "speech", "labels": {"problem": "nothing"}},
-        {"id": 2, "index": 90, "kind": "reference", "labels": {"of": 5, "pesq": 1.83}},
-        {"id": 3, "index": 91, "kind": "reference", "labels": {"of": 6, "pesq": None}},  # PESQ found no speech
+        {"id": 2, "index": 90, "kind": "reference", "labels": {"of": 5, "pesq": 1.83, "stoi": 0.714}},
+        {"id": 3, "index": 91, "kind": "reference", "labels": {"of": 6, "pesq": None, "stoi": 1.0}},  # no speech
     ]
     qas = reference_questions(clips, np.random.default_rng(0))
     got = sorted((q["task"], tuple(q["clips"]), q["answer"]) for q in qas)
-    assert got == [("changed", (2, 0), "clipping"), ("changed", (3, 1), "nothing"), ("quality_ref", (2, 0), "1.8")]
+    assert got == [
+        ("changed", (2, 0), "clipping"),
+        ("changed", (3, 1), "nothing"),
+        ("intelligibility", (2, 0), "0.71"),
+        ("intelligibility", (3, 1), "1.00"),
+        ("quality_ref", (2, 0), "1.8"),
+    ]
 
 
-def test_a_references_pesq_label_falls_with_the_noise_added():
+def test_a_references_pesq_and_stoi_labels_fall_with_the_noise_added():
     pytest.importorskip("pesq", reason="PyPI pesq is installed by the training recipe only (--qa-refs)")
     from edge_alm.export.alm_qa_data import ClipSpec, make_clip, make_labelled, split_sentences
 
@@ -120,10 +126,37 @@ def test_a_references_pesq_label_falls_with_the_noise_added():
         source, _ = make_clip(ClipSpec(i, "train", "speech"), train)
         if source.labels["problem"] in ("nothing", "background noise") and source.labels["snr"] is not None:
             ref, _ = make_labelled(ClipSpec(99, "train", "reference", {"of": i}), train)
-            labels[source.labels["snr"]] = ref.labels["pesq"]
+            labels[source.labels["snr"]] = ref.labels["pesq"], ref.labels["stoi"]
     snrs = sorted(labels)
-    assert len(snrs) >= 4 and all(1.0 <= labels[s] <= 4.7 for s in snrs)
-    assert np.corrcoef(snrs, [labels[s] for s in snrs])[0, 1] > 0.5  # more noise, lower PESQ
+    pesq, stoi = np.array([labels[s] for s in snrs]).T
+    assert len(snrs) >= 4 and all(1.0 <= p <= 4.7 for p in pesq) and all(0 <= s <= 1 for s in stoi)
+    assert np.corrcoef(snrs, pesq)[0, 1] > 0.5 and np.corrcoef(snrs, stoi)[0, 1] > 0.5  # more noise, lower both
+
+
+def test_a_low_bitrate_codec_keeps_the_length_and_degrades_more_at_higher_compression():
+    x = A.speak("The quick brown fox jumps over the lazy dog.", A.ESPEAK[0], "normal")
+    for kind in A.CODECS:
+        mild, strong = A.codec(x, kind, 0.9), A.codec(x, kind, 0.99)
+        assert len(mild) == len(strong) == len(x)
+        err = [A.rms_db(y - x) - A.rms_db(x) for y in (mild, strong)]  # error level below the signal, dB
+        assert -40 < err[0] < err[1] < -3, (kind, err)
+
+
+def test_loudness_answers_follow_the_level():
+    from edge_alm.export.alm_qa_data import loudness
+
+    assert [loudness(db) for db in (-34, -29.5, -20, -16.5, -12)] == ["quiet", "quiet", "normal", "normal", "loud"]
+
+
+def test_dnsmos_rates_background_noise_lower_on_its_noise_scale():
+    from edge_alm.export.alm_qa_data import DNSMOS
+
+    clean = A.speak("Please call me back when you get home tonight.", A.ESPEAK[0], "normal")
+    noisy = A.add_noise(clean, 0.0, "white", np.random.default_rng(0))
+    d = DNSMOS()
+    a, b = d.scores(clean), d.scores(noisy)
+    assert set(a) == {"sig", "bak", "mos"} and all(1 <= v <= 5 for v in [*a.values(), *b.values()])
+    assert b["bak"] < a["bak"] - 1 and b["mos"] < a["mos"]
 
 
 def test_the_evaluation_counts_a_rating_without_digits_as_unparsed():

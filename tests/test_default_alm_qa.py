@@ -18,10 +18,11 @@ from edge_alm import EdgeALM
 
 pytestmark = pytest.mark.slow
 
-# measured on the committed weights (v4): beeps 0.6 (10 questions), pitch 1.0 (4), gender 0.83 (6),
-# rate 0.83 (6), sound 1.0 (5), speech 1.0 (5); the floors allow one or two more misses.
+# measured on the committed weights (v6): beeps 0.8 (10 questions), pitch 1.0 (4), gender 0.83 (6),
+# rate 0.83 (6), sound 0.8 (5: a 440 Hz tone called a siren), speech 1.0 (5); the floors allow one or
+# two more misses. (v4 scored beeps 0.6, sound 1.0, the rest the same.)
 # (Loudness comparison is not here: the model answers it near chance, see the README.)
-FLOORS = {"beeps": 0.4, "pitch": 0.75, "gender": 0.6, "rate": 0.6, "sound": 0.8, "speech": 0.8}
+FLOORS = {"beeps": 0.6, "pitch": 0.75, "gender": 0.6, "rate": 0.6, "sound": 0.6, "speech": 0.8}
 VOICES = [A.Voice("espeak", "en-us+f2", "female"), A.Voice("espeak", "en-us+m3", "male")]
 
 
@@ -91,5 +92,5 @@ def test_expected_rating_ranks_clean_above_noisy_and_leaves_the_chat_as_it_was(q
     rating = chat.expect_number(q)
     assert chat.ask(q, max_new_tokens=8).tokens == qa_model.ask(q, audio=(clean, 16000), max_new_tokens=8).tokens
     noisy_rating = qa_model.chat((noisy, 16000)).expect_number(q)
-    # v4 measured 2.37 clean, 1.87 noisy here (v3: a wider spread, about 2.4 and 1.4)
+    # v6 measured 2.35 clean, 1.28 noisy here (v4: 2.37 and 1.87)
     assert 1.0 <= noisy_rating < rating - 0.25 and rating <= 5.0, (rating, noisy_rating)

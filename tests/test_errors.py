@@ -113,3 +113,12 @@ def test_many_files_one_bad_keeps_going(tiny_bundle, tmp_path):
     assert [r["file"] for r in rows] == [str(good), str(good)]
     assert {"file", "text", "segments", "timings"} <= set(rows[0])
     assert "missing.wav" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_training_init_weights_cli(tmp_path):
+    """`export alm-qa --qa-init` names the missing file before any corpus is built."""
+    proc = cli(
+        "export", "alm-qa", "--qa-init", tmp_path / "v4.npz", "--work-alm", tmp_path / "work", "--out", tmp_path / "b"
+    )
+    assert_one_line_error(proc, "v4.npz", "not found")
+    assert not (tmp_path / "work").exists()
