@@ -142,7 +142,6 @@ def export_alm(args: argparse.Namespace) -> int:
             refs=args.qa_refs,
             init=args.qa_init and Path(args.qa_init),
             lr=args.qa_lr,
-            clip_level=args.qa_clip_level,
         )
         if args.save_adapter:
             shutil.copy(weights, args.save_adapter)

@@ -169,14 +169,12 @@ def whisper_alm_parts(
     enc, wcfg = whisper.model.encoder, whisper.config
     lm = load_lm(lm_dir)
     torch.manual_seed(seed)
-    n_stats, with_clip_level = 0, False
+    n_stats = 0
     if adapter_weights is not None:
         weights = load_trained(adapter_weights, lm, enc)
-        meta = json.loads(str(weights["meta"]))
-        pool, with_clip_level = int(meta["pool"]), bool(meta.get("clip_level", False))
-        # level/pitch inputs, if trained with them (the clip's level is computed from them in the graph)
-        n_stats = weights["adapter.fc1.weight"].shape[1] - wcfg.d_model - int(with_clip_level)
-    adapter = PooledMLPAdapter(wcfg.d_model, lm.config.hidden_size, pool, n_stats, with_clip_level)
+        pool = int(json.loads(str(weights["meta"]))["pool"])
+        n_stats = weights["adapter.fc1.weight"].shape[1] - wcfg.d_model  # level/pitch inputs, if trained with them
+    adapter = PooledMLPAdapter(wcfg.d_model, lm.config.hidden_size, pool, n_stats)
     if adapter_weights is not None:
         adapter.load_state_dict({k[8:]: torch.from_numpy(v) for k, v in weights.items() if k.startswith("adapter.")})
         if any(k.startswith("lora.") for k in weights):

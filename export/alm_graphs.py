@@ -10,8 +10,6 @@ The LM graph is written node by node with onnxruntime's fused ops (export/lm_onn
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from edge_alm.export.whisper_graphs import whisper_encoder_hidden
@@ -33,34 +31,21 @@ class AudioEncoderGraph(nn.Module):
 
 class PooledMLPAdapter(nn.Module):
     """edge-alm's adapter: average pooling by p (audio-token compression), then
-    Linear(C [+ n_stats] [+ 1], D) -> GELU -> Linear(D, D) into the LM's embedding space. With
+    Linear(C [+ n_stats], D) -> GELU -> Linear(D, D) into the LM's embedding space. With
     n_stats > 0 each encoder frame comes with that many numbers (level, voicing, pitch) that
-    the encoder's frames keep too little of. With clip_level, every frame also gets the whole
-    clip's level (the power mean of the frames' levels, on the same scale): "is it quiet" and
-    "which clip is louder" then read one number per token instead of averaging over the clip
-    in the LM, which a rank-8 LoRA did not learn (v6: both at the majority answer)."""
+    the encoder's frames keep too little of."""
 
-    def __init__(self, d_audio: int, d_model: int, pool: int, n_stats: int = 0, clip_level: bool = False) -> None:
+    def __init__(self, d_audio: int, d_model: int, pool: int, n_stats: int = 0) -> None:
         super().__init__()
-        self.pool, self.n_stats, self.clip_level = pool, n_stats, clip_level
-        self.fc1 = nn.Linear(d_audio + n_stats + int(clip_level), d_model)
+        self.pool, self.n_stats = pool, n_stats
+        self.fc1 = nn.Linear(d_audio + n_stats, d_model)
         self.fc2 = nn.Linear(d_model, d_model)
 
     def forward(self, hidden: torch.Tensor, frame_stats: torch.Tensor | None = None) -> torch.Tensor:
         if self.n_stats:
-            parts = [hidden, frame_stats]
-            if self.clip_level:
-                parts.append(clip_level(frame_stats[..., :1]).expand(-1, hidden.shape[1], 1))
-            hidden = torch.cat(parts, dim=-1)  # (B, S, C + n_stats [+ 1])
-        x = F.avg_pool1d(hidden.transpose(1, 2), self.pool, self.pool).transpose(1, 2)  # (B, S/p, C + ...)
+            hidden = torch.cat([hidden, frame_stats], dim=-1)  # (B, S, C + n_stats)
+        x = F.avg_pool1d(hidden.transpose(1, 2), self.pool, self.pool).transpose(1, 2)  # (B, S/p, C + n_stats)
         return self.fc2(F.gelu(self.fc1(x)))  # (B, S/p, D)
-
-
-def clip_level(level: torch.Tensor) -> torch.Tensor:
-    """Frame levels (B, S, 1) on runtime/frame_stats.py's scale, (dB + 40) / 20 -> the clip's power
-    mean (B, 1, 1) on the same scale (the dB of the mean energy, as a clip's RMS level)."""
-    power = torch.exp((20.0 * level - 40.0) * (math.log(10.0) / 10.0)).mean(dim=1, keepdim=True)  # (B, 1, 1)
-    return (10.0 / math.log(10.0) * torch.log(power + 1e-10) + 40.0) / 20.0
 
 
 def adapter_inputs(n_stats: int, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:

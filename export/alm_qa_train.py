@@ -128,12 +128,9 @@ def train(
     eval_rows: int = 128,
     seed: int = 0,
     init: Path | None = None,
-    clip_level: bool = False,
 ) -> Path:
     """Train (or resume) and write work/alm-qa.npz. init: start from these trained weights (an
-    earlier stage's alm-qa.npz) instead of a fresh adapter and zero LoRA; clip_level: the adapter
-    also reads each clip's level (PooledMLPAdapter), starting at zero weight after an earlier stage
-    without it."""
+    earlier stage's alm-qa.npz) instead of a fresh adapter and zero LoRA."""
     from edge_alm.export.alm_export import load_lm
 
     from edge_alm import EdgeALM
@@ -152,7 +149,7 @@ def train(
     enc_fp = whisper_fingerprint(whisper_dir)
     loras = add_lora(lm, rank, alpha)
     torch.manual_seed(seed)
-    adapter = PooledMLPAdapter(alm.config.audio.encoder_dim, alm.config.lm.hidden_size, pool, N_STATS, clip_level)
+    adapter = PooledMLPAdapter(alm.config.audio.encoder_dim, alm.config.lm.hidden_size, pool, N_STATS)
     params = list(adapter.parameters()) + [p for m in loras for p in (m.A, m.B)]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     ckpt, log = work / "checkpoint.pt", work / "log.jsonl"
@@ -229,13 +226,7 @@ def load_weights(path: Path, adapter, loras, expect: dict) -> None:
     wrong = {k: (meta.get(k), v) for k, v in expect.items() if meta.get(k) != v}
     if wrong:
         raise ValueError(f"{path}: trained for another base or shape: {wrong}")
-    if meta.get("clip_level") and not adapter.clip_level:
-        raise ValueError(f"{path}: trained with the clip-level input: train on with it (--qa-clip-level)")
-    state = {k: torch.from_numpy(w[f"adapter.{k}"]) for k in adapter.state_dict()}
-    if adapter.clip_level and not meta.get("clip_level"):  # an earlier stage without the clip's level:
-        # a zero weight for the new input, so training starts from exactly the earlier model
-        state["fc1.weight"] = torch.cat([state["fc1.weight"], torch.zeros(len(state["fc1.weight"]), 1)], dim=1)
-    adapter.load_state_dict(state)
+    adapter.load_state_dict({k: torch.from_numpy(w[f"adapter.{k}"]) for k in adapter.state_dict()})
     for j, m in enumerate(loras):
         a, b = lora_keys(j)
         m.A.data, m.B.data = torch.from_numpy(w[a]).clone(), torch.from_numpy(w[b]).clone()
@@ -246,8 +237,7 @@ def save_weights(out: Path, adapter, loras, rank, alpha, pool, fingerprints: dic
     for j, m in enumerate(loras):
         a, b = lora_keys(j)
         arrays[a], arrays[b] = m.A.detach().numpy(), m.B.detach().numpy()
-    meta = {"pool": pool, "rank": rank, "alpha": alpha, "steps": steps, "clip_level": adapter.clip_level}
-    meta.update(fingerprints)
+    meta = {"pool": pool, "rank": rank, "alpha": alpha, "steps": steps, **fingerprints}
     np.savez(out, lora_scale=np.array(alpha / rank), meta=np.array(json.dumps(meta)), **arrays)
 
 
@@ -264,7 +254,6 @@ def build_and_train(
     refs: int = 0,
     init: Path | None = None,
     lr: float = 1e-3,
-    clip_level: bool = False,
 ) -> Path:
     """The whole recipe: corpus (train + held-out), training; returns the weights file.
     `bundle` is the untrained alm bundle whose encoder graph and prompt template are used;
@@ -278,4 +267,4 @@ def build_and_train(
     build_corpus(work, bundle, *held, "heldout", n_refs=refs and max(refs // 10, 10))
     build_corpus(work, bundle, speech_clips, sound_clips, pairs, "train", n_refs=refs)
     lm, whisper = default_smollm2(cache), default_whisper_base(cache)
-    return train(work, bundle, lm, whisper, steps, batch=batch, pool=pool, init=init, lr=lr, clip_level=clip_level)
+    return train(work, bundle, lm, whisper, steps, batch=batch, pool=pool, init=init, lr=lr)
