@@ -245,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     qa.add_argument("--qa-init", default=None, help="go on from these trained weights (an earlier stage's .npz)")
     qa.add_argument("--qa-lr", type=float, default=1e-3, help="peak learning rate (cosine to a tenth)")
+    qa.add_argument(
+        "--qa-clip-facts",
+        default="",
+        help="text placed after each clip's audio in the prompt; {level_db}: its measured level in dBFS",
+    )
+    qa.add_argument(
+        "--qa-task-weight",
+        action="append",
+        default=[],
+        metavar="TASK=W",
+        help="draw this task's questions W times as often (repeatable; e.g. loudness=4)",
+    )
     qa.add_argument("--save-adapter", default=None, help="also copy the trained weights here")
     bd = e.add_argument_group("blockdecoder (distilled from a whisper teacher bundle)")
     bd.add_argument("--teacher", default="models/whisper-base-int8", help="whisper bundle that labels the audio")

@@ -105,6 +105,22 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def task_weights(specs: list[str]) -> dict[str, float]:
+    """--qa-task-weight TASK=W options -> {task: W}; one-line error on a malformed one."""
+    from edge_alm.export.alm_qa_data import QUESTIONS
+
+    out = {}
+    for spec in specs:
+        task, _, w = spec.partition("=")
+        try:
+            out[task] = float(w)
+        except ValueError:
+            raise EdgeALMError(f"--qa-task-weight {spec!r}: expected TASK=W with a number W") from None
+        if task not in QUESTIONS or out[task] <= 0:
+            raise EdgeALMError(f"--qa-task-weight {spec!r}: task must be one of {', '.join(sorted(QUESTIONS))}, W > 0")
+    return out
+
+
 def _lm_tok(cache: Path, lm: Path | None = None) -> Path:
     from edge_alm.export.alm_export import default_smollm2, tokenizer_json
 
@@ -124,6 +140,7 @@ def export_alm(args: argparse.Namespace) -> int:
 
         from edge_alm.export.alm_qa_train import build_and_train
 
+        task_weights(args.qa_task_weight)  # a malformed TASK=W fails before any corpus is built
         if args.qa_init and not Path(args.qa_init).is_file():
             raise EdgeALMError(f"--qa-init weights not found: {args.qa_init}")
         base = Path(args.work_alm) / "base-bundle"
@@ -142,6 +159,8 @@ def export_alm(args: argparse.Namespace) -> int:
             refs=args.qa_refs,
             init=args.qa_init and Path(args.qa_init),
             lr=args.qa_lr,
+            clip_facts=args.qa_clip_facts,
+            task_weights=task_weights(args.qa_task_weight),
         )
         if args.save_adapter:
             shutil.copy(weights, args.save_adapter)

@@ -67,6 +67,7 @@ class AlmParts:
     segment_seconds: float = 0.0  # > 0: clips are repeated / cut to this fixed length
     question_tokens: int = 0  # > 0: the question is padded / cut to this many tokens
     pad_token: int = -1  # pads the question
+    clip_facts: str = ""  # text after each clip's audio ({level_db}); from the trained weights' meta
 
     def feature_params(self) -> FeatureParams:
         return self.features or FeatureParams(n_mels=self.n_mels, chunk_seconds=self.max_frames // 100)
@@ -84,7 +85,7 @@ class AlmParts:
 
     def clip_features(self, samples: np.ndarray) -> np.ndarray:
         """The runtime's own feature path: samples at the model's rate -> encoder input (1, ...)."""
-        from edge_alm.runtime.alm import clip_features
+        from edge_alm.runtime.alm_audio import clip_features
 
         return np.ascontiguousarray(clip_features(samples, self.feature_params(), self.audio_config()), np.float32)
 
@@ -169,10 +170,11 @@ def whisper_alm_parts(
     enc, wcfg = whisper.model.encoder, whisper.config
     lm = load_lm(lm_dir)
     torch.manual_seed(seed)
-    n_stats = 0
+    n_stats, facts = 0, ""
     if adapter_weights is not None:
         weights = load_trained(adapter_weights, lm, enc)
-        pool = int(json.loads(str(weights["meta"]))["pool"])
+        meta = json.loads(str(weights["meta"]))
+        pool, facts = int(meta["pool"]), meta.get("clip_facts", "")  # trained with this text after each clip
         n_stats = weights["adapter.fc1.weight"].shape[1] - wcfg.d_model  # level/pitch inputs, if trained with them
     adapter = PooledMLPAdapter(wcfg.d_model, lm.config.hidden_size, pool, n_stats)
     if adapter_weights is not None:
@@ -198,6 +200,7 @@ def whisper_alm_parts(
         stop_tokens=stops,
         source=f"encoder {whisper_dir}; lm {lm_dir}; adapter {adapter_weights or 'untrained (random)'}",
         adapter_trained=adapter_weights is not None,
+        clip_facts=facts,
     )
 
 
@@ -316,6 +319,7 @@ def build_alm_bundle(
             stop_tokens=parts.stop_tokens,
             question_tokens=parts.question_tokens,
             pad_token=parts.pad_token,
+            clip_facts=parts.clip_facts,
         ),
         sampling=AlmSampling(**parts.sampling),
     )

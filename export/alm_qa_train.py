@@ -12,12 +12,13 @@ import hashlib
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from edge_alm.export.alm_graphs import PooledMLPAdapter
-from edge_alm.runtime.frame_stats import N_STATS
+from edge_alm.runtime.frame_stats import N_STATS, stats_level_db
 from torch import nn
 
 LORA_TARGETS = ("q_proj", "v_proj")
@@ -80,9 +81,17 @@ class Corpus:
         frames, stats = (np.load(self.dir / d / name).astype(np.float32) for d in ("frames", "stats"))
         return torch.from_numpy(frames), torch.from_numpy(stats)
 
+    def facts(self, clip: int) -> str:
+        """The text the runtime places after this clip (prompt.clip_facts), from the cached frame
+        levels: their power mean is the clip's level over the span the encoder hears."""
+        if not self.alm.config.prompt.clip_facts:
+            return ""
+        return self.alm.facts_text(stats_level_db(np.load(self.dir / "stats" / f"{clip:06d}.npy")))
+
     def example(self, i: int) -> tuple[list, list[int]]:
         qa = self.qas[i]
-        parts = self.alm.prompt_parts(qa["question"], len(qa["clips"]), True)
+        facts = [self.facts(c) for c in qa["clips"]]
+        parts = self.alm.prompt_parts(qa["question"], len(qa["clips"]), True, facts)
         parts = [self.audio(qa["clips"][p]) if isinstance(p, int) else p for p in parts]
         return parts, self.alm.encode(qa["answer"]) + [self.im_end]
 
@@ -128,9 +137,13 @@ def train(
     eval_rows: int = 128,
     seed: int = 0,
     init: Path | None = None,
+    clip_facts: str = "",
+    task_weights: dict[str, float] | None = None,
 ) -> Path:
     """Train (or resume) and write work/alm-qa.npz. init: start from these trained weights (an
-    earlier stage's alm-qa.npz) instead of a fresh adapter and zero LoRA."""
+    earlier stage's alm-qa.npz) instead of a fresh adapter and zero LoRA. clip_facts: text
+    placed after each clip's audio (AlmPrompt.clip_facts), kept in the weights for export.
+    task_weights: draw these tasks' questions that many times as often (others 1)."""
     from edge_alm.export.alm_export import load_lm
 
     from edge_alm import EdgeALM
@@ -139,6 +152,7 @@ def train(
     torch.set_flush_denormal(True)
     work = Path(work)
     alm = EdgeALM.load(bundle, threads=2).alm
+    alm.config = replace(alm.config, prompt=replace(alm.config.prompt, clip_facts=clip_facts))
     im_end = alm.config.prompt.stop_tokens[0]
     train_set, held = Corpus(work / "train", alm, im_end), Corpus(work / "heldout", alm, im_end)
     lm = load_lm(lm_dir)
@@ -165,13 +179,15 @@ def train(
         step = state["step"]
         print(f"resumed at step {step}", flush=True)
     rng = np.random.default_rng([seed, step])
+    draw = np.array([(task_weights or {}).get(qa["task"], 1.0) for qa in train_set.qas])
+    draw /= draw.sum()  # each question's chance of being drawn: its task's weight
     eval_idx = np.random.default_rng(99).choice(len(held.qas), min(eval_rows, len(held.qas)), replace=False)
     t0, first_step = time.time(), step
     while step < steps:
         warm = min(1.0, (step + 1) / 30)
         for g in opt.param_groups:
             g["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        loss, _, _ = batch_forward(lm, adapter, train_set, list(rng.integers(0, len(train_set.qas), batch)))
+        loss, _, _ = batch_forward(lm, adapter, train_set, list(rng.choice(len(train_set.qas), batch, p=draw)))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -199,7 +215,8 @@ def train(
                 {"adapter": adapter.state_dict(), "lora": lora_state, "opt": opt.state_dict(), "step": step}, ckpt
             )
     out = work / "alm-qa.npz"
-    save_weights(out, adapter, loras, rank, alpha, pool, {"base_lm": base_fp, "encoder": enc_fp}, steps)
+    meta = {"base_lm": base_fp, "encoder": enc_fp, "clip_facts": clip_facts}
+    save_weights(out, adapter, loras, rank, alpha, pool, meta, steps)
     return out
 
 
@@ -232,12 +249,12 @@ def load_weights(path: Path, adapter, loras, expect: dict) -> None:
         m.A.data, m.B.data = torch.from_numpy(w[a]).clone(), torch.from_numpy(w[b]).clone()
 
 
-def save_weights(out: Path, adapter, loras, rank, alpha, pool, fingerprints: dict, steps) -> None:
+def save_weights(out: Path, adapter, loras, rank, alpha, pool, extra: dict, steps) -> None:
     arrays = {f"adapter.{k}": v.numpy() for k, v in adapter.state_dict().items()}
     for j, m in enumerate(loras):
         a, b = lora_keys(j)
         arrays[a], arrays[b] = m.A.detach().numpy(), m.B.detach().numpy()
-    meta = {"pool": pool, "rank": rank, "alpha": alpha, "steps": steps, **fingerprints}
+    meta = {"pool": pool, "rank": rank, "alpha": alpha, "steps": steps, **extra}
     np.savez(out, lora_scale=np.array(alpha / rank), meta=np.array(json.dumps(meta)), **arrays)
 
 
@@ -254,6 +271,8 @@ def build_and_train(
     refs: int = 0,
     init: Path | None = None,
     lr: float = 1e-3,
+    clip_facts: str = "",
+    task_weights: dict[str, float] | None = None,
 ) -> Path:
     """The whole recipe: corpus (train + held-out), training; returns the weights file.
     `bundle` is the untrained alm bundle whose encoder graph and prompt template are used;
@@ -267,4 +286,16 @@ def build_and_train(
     build_corpus(work, bundle, *held, "heldout", n_refs=refs and max(refs // 10, 10))
     build_corpus(work, bundle, speech_clips, sound_clips, pairs, "train", n_refs=refs)
     lm, whisper = default_smollm2(cache), default_whisper_base(cache)
-    return train(work, bundle, lm, whisper, steps, batch=batch, pool=pool, init=init, lr=lr)
+    return train(
+        work,
+        bundle,
+        lm,
+        whisper,
+        steps,
+        batch=batch,
+        pool=pool,
+        init=init,
+        lr=lr,
+        clip_facts=clip_facts,
+        task_weights=task_weights,
+    )

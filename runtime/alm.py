@@ -10,59 +10,21 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from edge_alm.runtime.alm_audio import clip_features, clip_level_db
 from edge_alm.runtime.decoding import DecodeResult, TokenGenerator, beam_search
-from edge_alm.runtime.errors import AudioError, EdgeALMError
-from edge_alm.runtime.features import log_mel, power_db_mel
+from edge_alm.runtime.errors import EdgeALMError
 from edge_alm.runtime.frame_stats import frame_stats
 from edge_alm.runtime.kv_cache import KVBuffers
-from edge_alm.runtime.manifest import AlmAudio, AlmConfig, FeatureParams, Manifest
+from edge_alm.runtime.manifest import AlmConfig, Manifest
 from edge_alm.runtime.sampling import SamplingOptions, log_softmax
 from edge_alm.runtime.session import GraphSession, SessionConfig
 from tokenizers import Tokenizer
 
 SLOT = re.compile(r"\{audio(\d+)\}|\{id:(\d+)\}|(\{question\})")
-
-
-class ClipCutWarning(UserWarning):
-    """A clip is longer than the model's fixed segment; only its start is heard."""
-
-
-def fit_segment(samples: np.ndarray, n: int) -> np.ndarray:
-    """Repeat a short clip end to end, or keep the start of a long one: exactly n samples."""
-    if len(samples) == 0:
-        raise AudioError("clip is empty")
-    if len(samples) > n:
-        warnings.warn(
-            f"clip is {len(samples)} samples; this model hears a fixed segment of {n}: the rest is not used",
-            ClipCutWarning,
-            stacklevel=3,
-        )
-        return samples[:n]
-    return np.tile(samples, -(-n // len(samples)))[:n]
-
-
-def clip_features(samples: np.ndarray, p: FeatureParams, a: AlmAudio) -> np.ndarray:
-    """Mono float samples at p.sample_rate -> the audio encoder's input: whisper log-mel
-    (1, n_mels, T) of the clip's own length (at least min_seconds, padded with silence, T a
-    whole number of audio embeddings), or, with a fixed segment (segment_seconds), the
-    features of that segment (power-dB mel: (1, T, n_mels))."""
-    if a.segment_seconds > 0:
-        x = fit_segment(samples, round(a.segment_seconds * p.sample_rate))
-        return power_db_mel(x, p)[None] if p.kind == "power-db" else log_mel(x, p, n_samples=len(x))[None]
-    step = 2 * a.pool * p.hop_length  # whole audio embeddings: 2 * pool mel frames each
-    n = max(len(samples), int(a.min_seconds * p.sample_rate), 1)
-    n = -(-n // step) * step
-    if n // p.hop_length > a.max_frames:
-        raise AudioError(
-            f"clip is {len(samples) / p.sample_rate:.1f} s; this model's audio encoder takes at most "
-            f"{a.max_frames * p.hop_length / p.sample_rate:.1f} s"
-        )
-    return np.ascontiguousarray(log_mel(samples, p, n_samples=n)[None], np.float32)
 
 
 class PromptError(EdgeALMError):
@@ -187,6 +149,15 @@ class AlmModel:
         (emb,) = self.adapter.run(feeds)  # (1, S/p, D)
         return emb[0]
 
+    def clip_facts(self, samples: np.ndarray) -> str:
+        """The text the prompt places after this clip's audio (prompt.clip_facts; "" for none)."""
+        if not self.config.prompt.clip_facts:
+            return ""
+        return self.facts_text(clip_level_db(samples, self.params, self.config.audio))
+
+    def facts_text(self, level_db: float) -> str:
+        return self.config.prompt.clip_facts.replace("{level_db}", str(round(level_db)))
+
     def frame_stats(self, samples: np.ndarray, n_frames: int) -> np.ndarray:
         """Level, voicing and pitch per encoder frame (n_frames, 3); an encoder frame is two mel hops."""
         return frame_stats(samples, n_frames, 2 * self.params.hop_length, self.params.sample_rate)
@@ -204,8 +175,11 @@ class AlmModel:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def prompt_parts(self, question: str, n_clips: int, first_turn: bool) -> list[list[int] | int]:
-        """The turn's template as text token lists and clip indices (0-based), in order."""
+    def prompt_parts(
+        self, question: str, n_clips: int, first_turn: bool, facts: list[str] | None = None
+    ) -> list[list[int] | int]:
+        """The turn's template as text token lists and clip indices (0-based), in order; each
+        clip followed by its facts' tokens (clip_facts) when given."""
         prompt = self.config.prompt
         if not first_turn:
             if n_clips:
@@ -230,6 +204,8 @@ class AlmModel:
                 continue
             parts.append(self.encode(template[pos : m.start()].replace("{question}", question)))
             parts.append(int(audio) - 1 if audio else [int(token)] if token else self.question_ids(question))
+            if audio and facts:
+                parts.append(self.encode(facts[int(audio) - 1]))
             pos = m.end()
         parts.append(self.encode(template[pos:].replace("{question}", question)))
         return [p for p in parts if not isinstance(p, list) or p]
@@ -266,7 +242,8 @@ class Chat:
     def _prefill(self, question: str) -> tuple[np.ndarray, dict[str, float]]:
         m, t0 = self.model, time.perf_counter()
         first = not self.turns
-        parts = m.prompt_parts(question, len(self.clips) if first else 0, first)
+        facts = [m.clip_facts(c) for c in self.clips] if first else None
+        parts = m.prompt_parts(question, len(self.clips) if first else 0, first, facts)
         encode_ms = 0.0
         if first and self._audio is None:
             self._audio = [m.encode_clip(c) for c in self.clips]

@@ -49,3 +49,10 @@ def frame_stats(samples: np.ndarray, n_frames: int, hop: int, sample_rate: int) 
     voicing = np.where(db > QUIET_DB, np.clip(peak, 0.0, 1.0), 0.0)
     pitch = voicing * np.log2(sample_rate / lag / 150.0)
     return np.stack([(db + 40.0) / 20.0, voicing, pitch], axis=1).astype(np.float32)
+
+
+def stats_level_db(stats: np.ndarray) -> float:
+    """A clip's RMS level in dBFS from its frame statistics (n_frames, N_STATS): the power mean of
+    the frame levels (what runtime/alm_audio.py's clip_level_db measures from the samples)."""
+    db = stats[:, 0].astype(np.float64) * 20.0 - 40.0
+    return float(10 * np.log10(np.mean(10 ** (db / 10)) + 1e-12))

@@ -110,6 +110,8 @@ class AlmPrompt:
     question_tokens: int = 0  # > 0: the question is tokenized alone (with the tokenizer's special
     #   tokens), cut and padded with pad_token to exactly this many tokens
     pad_token: int = -1  # id that pads the question (question_tokens > 0)
+    clip_facts: str = ""  # text placed after each clip's audio; {level_db}: the clip's measured
+    #   level in dBFS, a whole number ("": none). The LM reads a number it cannot hear from pooled frames
 
 
 @dataclass(frozen=True)

@@ -122,3 +122,11 @@ def test_missing_training_init_weights_cli(tmp_path):
     )
     assert_one_line_error(proc, "v4.npz", "not found")
     assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("spec", ["loudness", "loudness=x", "volume=4", "louder=0"])
+def test_bad_task_weight_cli(tmp_path, spec):
+    """`export alm-qa --qa-task-weight` takes TASK=W with a known task and W > 0, checked first."""
+    proc = cli("export", "alm-qa", "--qa-task-weight", spec, "--work-alm", tmp_path / "work", "--out", tmp_path / "b")
+    assert_one_line_error(proc, spec, "TASK=W" if "=" not in spec or spec.endswith("x") else "task must be")
+    assert not (tmp_path / "work").exists()

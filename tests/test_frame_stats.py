@@ -57,3 +57,47 @@ def test_an_adapter_that_reads_frame_stats_gets_them_from_the_runtime(tiny_alm, 
         stats = torch.from_numpy(model.frame_stats(x, hidden.shape[1]))[None]  # (1, S, 3)
         want = adapter(hidden, stats)[0].numpy()
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_clip_facts_give_the_lm_the_level_that_training_reads_from_the_frame_stats(tiny_alm, tmp_path):
+    torch = pytest.importorskip("torch")
+    from edge_alm.export.alm_export import build_alm_bundle
+    from edge_alm.runtime.alm_audio import clip_level_db
+    from edge_alm.runtime.frame_stats import stats_level_db
+
+    from edge_alm import EdgeALM
+
+    parts, _ = tiny_alm
+    facts = " (level {level_db} dBFS)"
+    bundle = build_alm_bundle(dataclasses.replace(parts, clip_facts=facts), tmp_path / "b", quantize="fp32")
+    model = EdgeALM.load(bundle, threads=1)
+    alm = model.alm
+    loud, quiet = voice(120.0, 2.3, amp=0.2), voice(200.0, 0.6, amp=0.01)  # the quiet one is padded to 1 s
+    for x in (loud, quiet):
+        n_frames = alm.features(x).shape[2] // 2
+        measured = clip_level_db(x, alm.params, alm.config.audio)
+        assert abs(measured - stats_level_db(alm.frame_stats(x, n_frames))) < 0.05  # runtime = training
+        padded = n_frames * 2 * alm.params.hop_length
+        assert abs(measured - 10 * np.log10(np.mean(np.square(x, dtype=np.float64)) * len(x) / padded)) < 1e-6
+    assert alm.clip_facts(loud) == f" (level {round(clip_level_db(loud, alm.params, alm.config.audio))} dBFS)"
+    question = "Which clip is louder?"
+    texts = [alm.clip_facts(c) for c in (loud, quiet)]
+    layout = alm.prompt_parts(question, 2, True, texts)
+    at = [i for i, p in enumerate(layout) if isinstance(p, int)]
+    assert [alm.decode(layout[i + 1]) for i in at] == texts  # each clip's facts right after its audio
+    assert texts[0] != texts[1]
+    # the chat prefills that layout: the same logits as the reference embeddings in PyTorch
+    chat = model.chat([(loud, 16000), (quiet, 16000)])
+    logits, info = chat._prefill(question)
+    emb = parts.lm.get_input_embeddings()
+    with torch.no_grad():
+        chunks = [
+            parts.adapter(parts.encoder(torch.from_numpy(alm.features((loud, quiet)[p]))))[0]
+            if isinstance(p, int)
+            else emb(torch.tensor(p))
+            for p in layout
+        ]
+        x = torch.cat(chunks)[None]
+        ref = parts.lm(inputs_embeds=x).logits[0, -1].numpy()
+    assert info["prompt_tokens"] == x.shape[1]
+    assert np.abs(logits[0] - ref).max() < 1e-4

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from edge_alm.export.mellow_export import MELLOW_FEATURES
-from edge_alm.runtime.alm import ClipCutWarning, PromptError
+from edge_alm.runtime.alm import PromptError
+from edge_alm.runtime.alm_audio import ClipCutWarning
 from edge_alm.runtime.features import power_db_mel
 from mellow_oracle import lm_directory
 
@@ -23,7 +24,7 @@ from edge_alm.cli import main as cli
 from edge_alm.model import EdgeALM
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.filterwarnings("ignore::edge_alm.runtime.alm.ClipCutWarning")  # clip 2 is 12 s
+pytestmark = pytest.mark.filterwarnings("ignore::edge_alm.runtime.alm_audio.ClipCutWarning")  # clip 2 is 12 s
 FIX = np.load(R.FIXTURE)
 SPEC = json.loads(str(FIX["spec"]))
 EXPECTED = json.loads(str(FIX["tokens"]))
