@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     from edge_alm.export.alm_export import load_lm
     from edge_alm.export.alm_graphs import PooledMLPAdapter
-    from edge_alm.export.alm_qa_train import Corpus, add_lora
+    from edge_alm.export.alm_qa_train import LORA_TARGETS, Corpus, add_lora
     from edge_alm.runtime.frame_stats import N_STATS
 
     from edge_alm import EdgeALM
@@ -39,7 +39,7 @@ def main() -> None:
     held = Corpus(work / "heldout", alm, alm.config.prompt.stop_tokens[0])
     state = torch.load(work / "checkpoint.pt", weights_only=False)
     lm = load_lm(Path(args.lm))
-    loras = add_lora(lm, state["lora"][0][0].shape[0], 16.0)
+    loras = add_lora(lm, state["lora"][0][0].shape[0], 16.0, tuple(state.get("lora_targets", LORA_TARGETS)))
     for m, (a, b) in zip(loras, state["lora"]):
         m.A.data, m.B.data = a, b
     adapter = PooledMLPAdapter(alm.config.audio.encoder_dim, alm.config.lm.hidden_size, alm.config.audio.pool, N_STATS)

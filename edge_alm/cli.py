@@ -257,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TASK=W",
         help="draw this task's questions W times as often (repeatable; e.g. loudness=4)",
     )
+    qa.add_argument(
+        "--qa-lora-targets",
+        default="q_proj,v_proj",
+        help="projections LoRA adapts in every LM layer: q/k/v/o_proj (attention), gate/up/down_proj (MLP)",
+    )
     qa.add_argument("--save-adapter", default=None, help="also copy the trained weights here")
     bd = e.add_argument_group("blockdecoder (distilled from a whisper teacher bundle)")
     bd.add_argument("--teacher", default="models/whisper-base-int8", help="whisper bundle that labels the audio")

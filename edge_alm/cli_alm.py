@@ -121,6 +121,16 @@ def task_weights(specs: list[str]) -> dict[str, float]:
     return out
 
 
+def lora_targets(spec: str) -> tuple[str, ...]:
+    """--qa-lora-targets "q_proj,v_proj" -> the names; one-line error on an unknown one."""
+    known = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    names = tuple(n.strip() for n in spec.split(",") if n.strip())
+    bad = [n for n in names if n not in known] or ([] if names else ["(none)"])
+    if bad:
+        raise EdgeALMError(f"--qa-lora-targets: unknown projection {bad[0]!r}; choose from {', '.join(known)}")
+    return names
+
+
 def _lm_tok(cache: Path, lm: Path | None = None) -> Path:
     from edge_alm.export.alm_export import default_smollm2, tokenizer_json
 
@@ -140,7 +150,7 @@ def export_alm(args: argparse.Namespace) -> int:
 
         from edge_alm.export.alm_qa_train import build_and_train
 
-        task_weights(args.qa_task_weight)  # a malformed TASK=W fails before any corpus is built
+        task_weights(args.qa_task_weight), lora_targets(args.qa_lora_targets)  # fail before any corpus is built
         if args.qa_init and not Path(args.qa_init).is_file():
             raise EdgeALMError(f"--qa-init weights not found: {args.qa_init}")
         base = Path(args.work_alm) / "base-bundle"
@@ -161,6 +171,7 @@ def export_alm(args: argparse.Namespace) -> int:
             lr=args.qa_lr,
             clip_facts=args.qa_clip_facts,
             task_weights=task_weights(args.qa_task_weight),
+            lora_targets=lora_targets(args.qa_lora_targets),
         )
         if args.save_adapter:
             shutil.copy(weights, args.save_adapter)

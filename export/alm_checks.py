@@ -92,9 +92,14 @@ def parity_inputs(parts: AlmParts, seed: int = 0) -> tuple[np.ndarray, list[int]
 
 
 def check_parity(parts: AlmParts, paths: dict[str, Path], tol: float) -> float:
+    """Max |logit diff| between the graphs and PyTorch; fails above tol times the logits' scale
+    (max |logit|, at least 1). SmolLM2 with a random adapter gives logits up to about 30: its diff is
+    usually 5e-5, and once in a while (under load) 3e-3, which an absolute 1e-3 failed on; an export
+    bug gives differences of order 1."""
     feats, before, after = parity_inputs(parts)
     ref = reference_logits(parts, torch.from_numpy(feats), before, after)
     err = float(np.abs(onnx_logits(paths, feats, before, after) - ref).max())
-    if not np.isfinite(err) or err > tol:
-        raise RuntimeError(f"ONNX/PyTorch parity failed: max |logit diff| {err:.2e} > {tol:.0e} ({paths['lm']})")
+    limit = tol * max(1.0, float(np.abs(ref).max()))
+    if not np.isfinite(err) or err > limit:
+        raise RuntimeError(f"ONNX/PyTorch parity failed: max |logit diff| {err:.2e} > {limit:.1e} ({paths['lm']})")
     return err

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,8 @@ from edge_alm.export.alm_graphs import PooledMLPAdapter
 from edge_alm.runtime.frame_stats import N_STATS, stats_level_db
 from torch import nn
 
-LORA_TARGETS = ("q_proj", "v_proj")
+LORA_TARGETS = ("q_proj", "v_proj")  # the default: attention's query and value projections
+MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")  # targets that live in a layer's MLP
 
 
 class LoRALinear(nn.Module):
@@ -37,12 +39,17 @@ class LoRALinear(nn.Module):
         return self.base(x) + (x @ self.A.t() @ self.B.t()) * self.scale
 
 
-def add_lora(lm: nn.Module, rank: int, alpha: float) -> list[LoRALinear]:
+def _owner(layer: nn.Module, name: str) -> nn.Module:
+    return layer.mlp if name in MLP_PROJECTIONS else layer.self_attn
+
+
+def add_lora(lm: nn.Module, rank: int, alpha: float, targets: tuple[str, ...] = LORA_TARGETS) -> list[LoRALinear]:
+    """Wrap each layer's `targets` projections (attention's q/k/v/o_proj, the MLP's gate/up/down_proj)."""
     wrapped = []
     for layer in lm.model.layers:
-        for name in LORA_TARGETS:
-            w = LoRALinear(getattr(layer.self_attn, name), rank, alpha)
-            setattr(layer.self_attn, name, w)
+        for name in targets:
+            w = LoRALinear(getattr(_owner(layer, name), name), rank, alpha)
+            setattr(_owner(layer, name), name, w)
             wrapped.append(w)
     return wrapped
 
@@ -51,20 +58,22 @@ def fingerprint(t: torch.Tensor) -> str:
     return hashlib.sha256(t.detach().float().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def lora_keys(j: int) -> tuple[str, str]:
-    """The weight-file names of the j-th wrapped projection's A and B (layer by layer, LORA_TARGETS order)."""
-    i, name = divmod(j, len(LORA_TARGETS))
-    return f"lora.{i}.{LORA_TARGETS[name]}.A", f"lora.{i}.{LORA_TARGETS[name]}.B"
+def lora_keys(j: int, targets: tuple[str, ...] = LORA_TARGETS) -> tuple[str, str]:
+    """The weight-file names of the j-th wrapped projection's A and B (layer by layer, targets order)."""
+    i, name = divmod(j, len(targets))
+    return f"lora.{i}.{targets[name]}.A", f"lora.{i}.{targets[name]}.B"
 
 
 def merge_lora(lm: nn.Module, weights: dict[str, np.ndarray]) -> None:
     """Add the trained low-rank updates into the LM's own projection weights (for export)."""
     scale = float(weights["lora_scale"])
     with torch.no_grad():
-        for i, layer in enumerate(lm.model.layers):
-            for name in LORA_TARGETS:
-                a, b = weights[f"lora.{i}.{name}.A"], weights[f"lora.{i}.{name}.B"]
-                getattr(layer.self_attn, name).weight += torch.from_numpy(b @ a * scale).float()
+        for key in weights:
+            m = re.fullmatch(r"lora\.(\d+)\.(\w+)\.A", key)
+            if m:
+                layer, name = lm.model.layers[int(m[1])], m[2]
+                b = weights[key[:-1] + "B"]
+                getattr(_owner(layer, name), name).weight += torch.from_numpy(b @ weights[key] * scale).float()
 
 
 class Corpus:
@@ -139,11 +148,13 @@ def train(
     init: Path | None = None,
     clip_facts: str = "",
     task_weights: dict[str, float] | None = None,
+    lora_targets: tuple[str, ...] = LORA_TARGETS,
 ) -> Path:
     """Train (or resume) and write work/alm-qa.npz. init: start from these trained weights (an
     earlier stage's alm-qa.npz) instead of a fresh adapter and zero LoRA. clip_facts: text
     placed after each clip's audio (AlmPrompt.clip_facts), kept in the weights for export.
-    task_weights: draw these tasks' questions that many times as often (others 1)."""
+    task_weights: draw these tasks' questions that many times as often (others 1). lora_targets:
+    the projections LoRA adapts in every layer (see add_lora)."""
     from edge_alm.export.alm_export import load_lm
 
     from edge_alm import EdgeALM
@@ -161,7 +172,7 @@ def train(
         p.requires_grad_(False)
     base_fp = fingerprint(lm.get_input_embeddings().weight)
     enc_fp = whisper_fingerprint(whisper_dir)
-    loras = add_lora(lm, rank, alpha)
+    loras = add_lora(lm, rank, alpha, lora_targets)
     torch.manual_seed(seed)
     adapter = PooledMLPAdapter(alm.config.audio.encoder_dim, alm.config.lm.hidden_size, pool, N_STATS)
     params = list(adapter.parameters()) + [p for m in loras for p in (m.A, m.B)]
@@ -169,7 +180,8 @@ def train(
     ckpt, log = work / "checkpoint.pt", work / "log.jsonl"
     step = 0
     if init is not None and not ckpt.is_file():
-        load_weights(init, adapter, loras, {"base_lm": base_fp, "encoder": enc_fp, "pool": pool, "rank": rank})
+        expect = {"base_lm": base_fp, "encoder": enc_fp, "pool": pool, "rank": rank}
+        load_weights(init, adapter, loras, expect, lora_targets)
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
         adapter.load_state_dict(state["adapter"])
@@ -211,12 +223,11 @@ def train(
             f.write(json.dumps(row) + "\n")
         if step % ckpt_every == 0 or step == steps:
             lora_state = [(m.A.data, m.B.data) for m in loras]
-            torch.save(
-                {"adapter": adapter.state_dict(), "lora": lora_state, "opt": opt.state_dict(), "step": step}, ckpt
-            )
+            state = {"adapter": adapter.state_dict(), "lora": lora_state, "lora_targets": lora_targets}
+            torch.save({**state, "opt": opt.state_dict(), "step": step}, ckpt)
     out = work / "alm-qa.npz"
     meta = {"base_lm": base_fp, "encoder": enc_fp, "clip_facts": clip_facts}
-    save_weights(out, adapter, loras, rank, alpha, pool, meta, steps)
+    save_weights(out, adapter, loras, rank, alpha, pool, meta, steps, lora_targets)
     return out
 
 
@@ -236,8 +247,9 @@ def whisper_fingerprint(whisper_dir: Path) -> str:
     return fingerprint(WhisperForConditionalGeneration.from_pretrained(str(whisper_dir)).model.encoder.conv1.weight)
 
 
-def load_weights(path: Path, adapter, loras, expect: dict) -> None:
-    """An earlier stage's weights into the adapter and LoRA factors; refused on other bases or shapes."""
+def load_weights(path: Path, adapter, loras, expect: dict, targets: tuple[str, ...] = LORA_TARGETS) -> None:
+    """An earlier stage's weights into the adapter and LoRA factors; refused on other bases or shapes.
+    Projections the earlier stage did not adapt (a wider `targets`) keep their fresh start."""
     w = np.load(path)
     meta = json.loads(str(w["meta"]))
     wrong = {k: (meta.get(k), v) for k, v in expect.items() if meta.get(k) != v}
@@ -245,16 +257,19 @@ def load_weights(path: Path, adapter, loras, expect: dict) -> None:
         raise ValueError(f"{path}: trained for another base or shape: {wrong}")
     adapter.load_state_dict({k: torch.from_numpy(w[f"adapter.{k}"]) for k in adapter.state_dict()})
     for j, m in enumerate(loras):
-        a, b = lora_keys(j)
-        m.A.data, m.B.data = torch.from_numpy(w[a]).clone(), torch.from_numpy(w[b]).clone()
+        a, b = lora_keys(j, targets)
+        if a in w:
+            m.A.data, m.B.data = torch.from_numpy(w[a]).clone(), torch.from_numpy(w[b]).clone()
 
 
-def save_weights(out: Path, adapter, loras, rank, alpha, pool, extra: dict, steps) -> None:
+def save_weights(
+    out: Path, adapter, loras, rank, alpha, pool, extra: dict, steps, targets: tuple[str, ...] = LORA_TARGETS
+) -> None:
     arrays = {f"adapter.{k}": v.numpy() for k, v in adapter.state_dict().items()}
     for j, m in enumerate(loras):
-        a, b = lora_keys(j)
+        a, b = lora_keys(j, targets)
         arrays[a], arrays[b] = m.A.detach().numpy(), m.B.detach().numpy()
-    meta = {"pool": pool, "rank": rank, "alpha": alpha, "steps": steps, **extra}
+    meta = {"pool": pool, "rank": rank, "alpha": alpha, "steps": steps, "lora_targets": list(targets), **extra}
     np.savez(out, lora_scale=np.array(alpha / rank), meta=np.array(json.dumps(meta)), **arrays)
 
 
@@ -273,6 +288,7 @@ def build_and_train(
     lr: float = 1e-3,
     clip_facts: str = "",
     task_weights: dict[str, float] | None = None,
+    lora_targets: tuple[str, ...] = LORA_TARGETS,
 ) -> Path:
     """The whole recipe: corpus (train + held-out), training; returns the weights file.
     `bundle` is the untrained alm bundle whose encoder graph and prompt template are used;
@@ -298,4 +314,5 @@ def build_and_train(
         lr=lr,
         clip_facts=clip_facts,
         task_weights=task_weights,
+        lora_targets=lora_targets,
     )

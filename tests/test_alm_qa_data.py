@@ -175,3 +175,39 @@ def test_the_evaluation_counts_a_rating_without_digits_as_unparsed():
     assert expected_or_none(Digits(), "Rate it.") == 3.5
     s = score_stats([(3.0, 3.5), (2.0, None), (4.0, 4.5), (1.0, 1.5)])
     assert s["parsed"] == 0.75 and s["mae"] == 0.5
+
+
+def test_lora_on_mlp_projections_merges_into_the_lm_and_starts_fresh_from_an_attention_only_stage(tmp_path):
+    torch = pytest.importorskip("torch")
+    from edge_alm.export.alm_graphs import PooledMLPAdapter
+    from edge_alm.export.alm_qa_train import add_lora, load_weights, merge_lora, save_weights
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=64,
+    )  # fmt: skip
+
+    def lm():
+        torch.manual_seed(0)
+        return LlamaForCausalLM(cfg).eval()
+
+    adapter, fp = PooledMLPAdapter(8, 16, 4), {"base_lm": "lm", "encoder": "enc"}
+    first = add_lora(lm(), 2, 4.0)  # an attention-only stage (q, v)
+    for m in first:
+        m.B.data.normal_()
+    save_weights(tmp_path / "qv.npz", adapter, first, 2, 4.0, 4, fp, 10)
+    wide = ("q_proj", "v_proj", "up_proj", "down_proj")
+    model = lm()
+    loras = add_lora(model, 2, 4.0, wide)
+    load_weights(tmp_path / "qv.npz", adapter, loras, {**fp, "pool": 4, "rank": 2}, wide)
+    assert torch.equal(loras[4].B, first[2].B) and not loras[2].B.any()  # layer 1's q; layer 0's up: fresh
+    for m in loras:
+        m.B.data.normal_()
+    save_weights(tmp_path / "wide.npz", adapter, loras, 2, 4.0, 4, fp, 20, wide)
+    merged = lm()
+    merge_lora(merged, dict(np.load(tmp_path / "wide.npz")))
+    ids = torch.arange(10)[None]
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, model(ids).logits, atol=1e-4)
+        assert not torch.allclose(lm()(ids).logits, model(ids).logits, atol=1e-3)

@@ -130,3 +130,11 @@ def test_bad_task_weight_cli(tmp_path, spec):
     proc = cli("export", "alm-qa", "--qa-task-weight", spec, "--work-alm", tmp_path / "work", "--out", tmp_path / "b")
     assert_one_line_error(proc, spec, "TASK=W" if "=" not in spec or spec.endswith("x") else "task must be")
     assert not (tmp_path / "work").exists()
+
+
+def test_bad_lora_targets_cli(tmp_path):
+    proc = cli(
+        "export", "alm-qa", "--qa-lora-targets", "q_proj,ffn", "--work-alm", tmp_path / "work", "--out", tmp_path / "b"
+    )
+    assert_one_line_error(proc, "--qa-lora-targets", "'ffn'")
+    assert not (tmp_path / "work").exists()
