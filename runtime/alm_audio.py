@@ -40,7 +40,8 @@ def padded_length(n_samples: int, p: FeatureParams, a: AlmAudio) -> int:
 
 def clip_level_db(samples: np.ndarray, p: FeatureParams, a: AlmAudio) -> float:
     """The clip's RMS level in dBFS over the span the encoder hears (padding counts as silence):
-    the power mean of its frame levels (frame_stats), which training reads from its cache."""
+    the power mean of its frame levels (frame_stats), which training reads from its cache. For
+    encoders of the clip's own length (segment_seconds = 0, the only kind trained with clip facts)."""
     energy = float(np.sum(np.square(samples, dtype=np.float64))) / padded_length(len(samples), p, a)
     return 10 * np.log10(energy + 1e-12)
 
