@@ -134,6 +134,12 @@ def main() -> None:
     ap.add_argument("--model", default=str(ROOT / "models/smollm2-whisper-qa-int8"))
     ap.add_argument("--work", default=str(ROOT / ".cache/alm-qa-v6"))
     ap.add_argument("--stride", type=int, default=1, help="every Nth held-out question only (all tasks kept)")
+    ap.add_argument(
+        "--per-task",
+        action="store_true",
+        help="--stride counts within each task (a reference pair's three questions come in a row: a stride of 3 "
+        "over the whole list keeps only one of them)",
+    )
     ap.add_argument("--tasks", default=".", help="regex over task names: only these questions (default: all)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the silence run")
     ap.add_argument("--threads", type=int, default=2)
@@ -144,7 +150,7 @@ def main() -> None:
 
     model = EdgeALM.load(args.model, threads=args.threads)
     audio, qas = load_clips(Path(args.work))
-    qas = [qa for qa in qas[:: args.stride] if re.search(args.tasks, qa["task"])]
+    qas = [qa for qa in sample(qas, args.stride, args.per_task) if re.search(args.tasks, qa["task"])]
     t0 = time.time()
     rows = run(model, audio, qas)
     silent = [] if args.no_ablation else run(model, audio, qas, silence=True)
@@ -163,6 +169,19 @@ def main() -> None:
     md = markdown(report)
     (out / f"{args.name}.md").write_text(md)
     print(md)
+
+
+def sample(qas: list[dict], stride: int, per_task: bool = False) -> list[dict]:
+    """Every stride-th question, in order: of the whole list, or of each task's own questions."""
+    if not per_task:
+        return qas[::stride]
+    seen: Counter = Counter()
+    keep = []
+    for qa in qas:
+        if seen[qa["task"]] % stride == 0:
+            keep.append(qa)
+        seen[qa["task"]] += 1
+    return keep
 
 
 def by_voice(rows: list[dict], tasks: tuple[str, ...] = ("gender", "accent", "same_voice")) -> dict:

@@ -211,3 +211,13 @@ def test_lora_on_mlp_projections_merges_into_the_lm_and_starts_fresh_from_an_att
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, model(ids).logits, atol=1e-4)
         assert not torch.allclose(lm()(ids).logits, model(ids).logits, atol=1e-3)
+
+
+def test_eval_stride_per_task_keeps_every_task_of_a_reference_triple():
+    from benchmarks.alm_qa_eval import sample
+
+    qas = [{"task": t} for _ in range(6) for t in ("quality_ref", "changed", "intelligibility")]
+    assert {q["task"] for q in sample(qas, 3)} == {"quality_ref"}  # the whole list: one task of three
+    per_task = sample(qas, 3, per_task=True)
+    assert [q["task"] for q in per_task] == ["quality_ref", "changed", "intelligibility"] * 2
+    assert sample(qas, 1, per_task=True) == qas
