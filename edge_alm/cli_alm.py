@@ -123,11 +123,12 @@ def task_weights(specs: list[str]) -> dict[str, float]:
 
 def lora_targets(spec: str) -> tuple[str, ...]:
     """--qa-lora-targets "q_proj,v_proj" -> the names; one-line error on an unknown one."""
-    known = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    from edge_alm.export.alm_qa_train import ATTENTION_PROJECTIONS, MLP_PROJECTIONS
+
+    known = ATTENTION_PROJECTIONS + MLP_PROJECTIONS
     names = tuple(n.strip() for n in spec.split(",") if n.strip())
-    bad = [n for n in names if n not in known] or ([] if names else ["(none)"])
-    if bad:
-        raise EdgeALMError(f"--qa-lora-targets: unknown projection {bad[0]!r}; choose from {', '.join(known)}")
+    for n in [n for n in names if n not in known] or ([] if names else ["(none)"]):
+        raise EdgeALMError(f"--qa-lora-targets: unknown projection {n!r}; choose from {', '.join(known)}")
     return names
 
 
@@ -150,7 +151,8 @@ def export_alm(args: argparse.Namespace) -> int:
 
         from edge_alm.export.alm_qa_train import build_and_train
 
-        task_weights(args.qa_task_weight), lora_targets(args.qa_lora_targets)  # fail before any corpus is built
+        # parsed (and refused) before any corpus is built
+        weights_by_task, targets = task_weights(args.qa_task_weight), lora_targets(args.qa_lora_targets)
         if args.qa_init and not Path(args.qa_init).is_file():
             raise EdgeALMError(f"--qa-init weights not found: {args.qa_init}")
         base = Path(args.work_alm) / "base-bundle"
@@ -170,8 +172,8 @@ def export_alm(args: argparse.Namespace) -> int:
             init=args.qa_init and Path(args.qa_init),
             lr=args.qa_lr,
             clip_facts=args.qa_clip_facts,
-            task_weights=task_weights(args.qa_task_weight),
-            lora_targets=lora_targets(args.qa_lora_targets),
+            task_weights=weights_by_task,
+            lora_targets=targets,
         )
         if args.save_adapter:
             shutil.copy(weights, args.save_adapter)

@@ -22,8 +22,9 @@ from edge_alm.export.alm_graphs import PooledMLPAdapter
 from edge_alm.runtime.frame_stats import N_STATS, stats_level_db
 from torch import nn
 
-LORA_TARGETS = ("q_proj", "v_proj")  # the default: attention's query and value projections
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")  # targets that live in a layer's MLP
+LORA_TARGETS = ("q_proj", "v_proj")  # the default: attention's query and value projections
 
 
 class LoRALinear(nn.Module):
@@ -90,18 +91,19 @@ class Corpus:
         frames, stats = (np.load(self.dir / d / name).astype(np.float32) for d in ("frames", "stats"))
         return torch.from_numpy(frames), torch.from_numpy(stats)
 
-    def facts(self, clip: int) -> str:
-        """The text the runtime places after this clip (prompt.clip_facts), from the cached frame
-        levels: their power mean is the clip's level over the span the encoder hears."""
+    def facts(self, stats: torch.Tensor) -> str:
+        """The text the runtime places after a clip (prompt.clip_facts), from its cached frame
+        statistics: the levels' power mean is the clip's level over the span the encoder hears."""
         if not self.alm.config.prompt.clip_facts:
             return ""
-        return self.alm.facts_text(stats_level_db(np.load(self.dir / "stats" / f"{clip:06d}.npy")))
+        return self.alm.facts_text(stats_level_db(stats.numpy()))
 
     def example(self, i: int) -> tuple[list, list[int]]:
         qa = self.qas[i]
-        facts = [self.facts(c) for c in qa["clips"]]
+        audio = [self.audio(c) for c in qa["clips"]]
+        facts = [self.facts(stats) for _, stats in audio]
         parts = self.alm.prompt_parts(qa["question"], len(qa["clips"]), True, facts)
-        parts = [self.audio(qa["clips"][p]) if isinstance(p, int) else p for p in parts]
+        parts = [audio[p] if isinstance(p, int) else p for p in parts]
         return parts, self.alm.encode(qa["answer"]) + [self.im_end]
 
 

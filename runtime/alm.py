@@ -238,12 +238,12 @@ class Chat:
         self.state = AlmState(model)
         self.turns: list[tuple[str, Answer]] = []
         self._audio: list[np.ndarray] | None = None
+        self._facts = [model.clip_facts(c) for c in clips]  # text after each clip's audio (often "")
 
     def _prefill(self, question: str) -> tuple[np.ndarray, dict[str, float]]:
         m, t0 = self.model, time.perf_counter()
         first = not self.turns
-        facts = [m.clip_facts(c) for c in self.clips] if first else None
-        parts = m.prompt_parts(question, len(self.clips) if first else 0, first, facts)
+        parts = m.prompt_parts(question, len(self.clips) if first else 0, first, self._facts if first else None)
         encode_ms = 0.0
         if first and self._audio is None:
             self._audio = [m.encode_clip(c) for c in self.clips]
